@@ -1,0 +1,10 @@
+"""The app's router: `streamlit run app.py`. Each page lives in pages/."""
+
+import streamlit as st
+
+st.set_page_config(page_title="Neural playground", page_icon="🧠", layout="wide")
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/digits.py", title="Digits", icon="✏️", url_path="digits"),
+]
+st.navigation(PAGES).run()

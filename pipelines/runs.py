@@ -1,0 +1,195 @@
+"""The run store: one folder per training run, shared by every pipeline.
+
+    runs/<task>/<run id>/
+        settings.json   the settings dataclass, as used
+        status.json     queued | running | finished | failed | stopped (+ error, pid, times)
+        metrics.jsonl   one JSON row per logged batch and per epoch (MetricsLogger)
+        log.txt         stdout and stderr of the job
+        best.keras      best checkpoint on the validation metric
+        model.keras     the final model (the best checkpoint), card.json its card
+
+The state lives on disk only, so a reloaded page, a second tab or a restarted app
+sees the same jobs. The Training page starts jobs with `launch`; a terminal run
+(`python -m pipelines.digits train`) writes the same folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+from pipelines import core
+
+TASKS = ("digits", "text", "mood")
+ACTIVE_STATES = ("queued", "running")
+
+
+class Run:
+    """A handle on one run folder; every read goes to disk."""
+
+    def __init__(self, path: Path):
+        self.dir = Path(path)
+        self.task = self.dir.parent.name
+        self.id = self.dir.name
+
+    @classmethod
+    def create(cls, task: str, settings) -> Run:
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+        run = cls(core.runs_dir() / task / run_id)
+        run.dir.mkdir(parents=True)
+        core.write_json(run.dir / "settings.json", asdict(settings) if not isinstance(settings, dict) else settings)
+        run.set_status("queued")
+        return run
+
+    def __repr__(self) -> str:
+        return f"Run({self.task}/{self.id})"
+
+    # -- files
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "log.txt"
+
+    def settings(self) -> dict:
+        return core.read_json(self.dir / "settings.json", {}) or {}
+
+    def card(self) -> dict | None:
+        return core.read_json(self.dir / "card.json")
+
+    # -- status
+    def status(self) -> dict:
+        status = core.read_json(self.dir / "status.json", {"state": "failed", "error": "status.json unreadable"})
+        # A job killed with SIGKILL cannot write its own epitaph: notice the dead pid.
+        if status.get("state") in ACTIVE_STATES and status.get("pid") and not _alive(status["pid"]):
+            status = {**status, "state": "failed", "error": "the training process died unexpectedly"}
+        return status
+
+    def set_status(self, state: str, **extra) -> None:
+        status = core.read_json(self.dir / "status.json", {}) or {}
+        status.update(extra, state=state, updated=time.time())
+        status.setdefault("created", time.time())
+        core.write_json(self.dir / "status.json", status)
+
+    @property
+    def state(self) -> str:
+        return self.status()["state"]
+
+    # -- metrics
+    def append_metric(self, row: dict) -> None:
+        with open(self.dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row, default=core._json_default) + "\n")
+
+    def metrics(self) -> list[dict]:
+        rows = []
+        try:
+            lines = (self.dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return rows
+        for line in lines:
+            try:
+                rows.append(json.loads(line))
+            except ValueError:  # a row being written right now
+                pass
+        return rows
+
+    def log_tail(self, n: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    # -- stopping
+    def request_stop(self) -> None:
+        (self.dir / "STOP").touch()
+
+    def stop_requested(self) -> bool:
+        return (self.dir / "STOP").exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (finished child not yet reaped by the app) counts as dead.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def list_runs(task: str | None = None) -> list[Run]:
+    """All runs, newest first."""
+    tasks = [task] if task else TASKS
+    found = [Run(p) for t in tasks for p in (core.runs_dir() / t).glob("*") if (p / "status.json").exists()]
+    return sorted(found, key=lambda r: r.id, reverse=True)
+
+
+def active_run(task: str) -> Run | None:
+    return next((r for r in list_runs(task) if r.state in ACTIVE_STATES), None)
+
+
+def launch(task: str, args: list[str]) -> Run:
+    """Start `python -m pipelines.<task> train ...` in the background; one job per task.
+
+    The run folder is created here, so the page can show it before the job starts.
+    """
+    if (running := active_run(task)) is not None:
+        raise RuntimeError(f"A {task} training job is already running ({running.id}).")
+    run = Run.create(task, {"task": task, "args": args})
+    log = open(run.log_path, "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", f"pipelines.{task}", "train", "--run-dir", str(run.dir), *args],
+        cwd=core.ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,  # survives a Streamlit rerun and does not get its signals
+    )
+    log.close()
+    run.set_status("queued", pid=proc.pid)
+    return run
+
+
+def kill(run: Run) -> None:
+    """Hard stop (SIGKILL): the run ends as failed and nothing is promoted."""
+    pid = run.status().get("pid")
+    if pid:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@contextmanager
+def running(run: Run):
+    """Mark a run running for the duration of the block; record how it ended."""
+    run.set_status("running", pid=os.getpid(), started=time.time())
+    try:
+        yield run
+    except KeyboardInterrupt:
+        run.set_status("stopped", error="interrupted", ended=time.time())
+        raise
+    except BaseException as exc:
+        run.set_status("failed", error=f"{type(exc).__name__}: {exc}", ended=time.time())
+        raise
+    else:
+        if run.state == "running":  # the block did not set its own end state
+            run.set_status("finished", ended=time.time())
+
+
+def open_run(task: str, run_dir: str | None, settings) -> Run:
+    """The run folder given by the page (--run-dir) or a new one for a terminal run."""
+    if run_dir:
+        run = Run(Path(run_dir))
+        core.write_json(run.dir / "settings.json", asdict(settings))
+        return run
+    run = Run.create(task, settings)
+    print(f"run folder: {run.dir}", flush=True)
+    return run

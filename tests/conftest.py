@@ -1,0 +1,60 @@
+"""Shared fixtures: every test gets its own empty runs/, feedback/ and models/ folders,
+and small synthetic data; no test needs the real data sets or the network."""
+
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REAL_MODELS = ROOT / "models"
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path, monkeypatch):
+    for name in ("MODELS_DIR", "RUNS_DIR", "FEEDBACK_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def real_models(monkeypatch):
+    """Point the app at the committed models."""
+    monkeypatch.setenv("MODELS_DIR", str(REAL_MODELS))
+    return REAL_MODELS
+
+
+def render_digit(d: int, size: int = 28, scale: float = 0.9, dx: int = 0, dy: int = 0, thickness: int = 2):
+    """A white-on-black digit drawn with OpenCV's font: synthetic MNIST."""
+    img = np.zeros((size, size), np.uint8)
+    (w, h), _ = cv2.getTextSize(str(d), cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    org = ((size - w) // 2 + dx, (size + h) // 2 + dy)
+    cv2.putText(img, str(d), org, cv2.FONT_HERSHEY_SIMPLEX, scale, 255, thickness, cv2.LINE_AA)
+    return img
+
+
+def synthetic_mnist(n_per_class: int = 20, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for d in range(10):
+        for _ in range(n_per_class):
+            xs.append(render_digit(d, scale=rng.uniform(0.7, 1.0), dx=int(rng.integers(-2, 3)), dy=int(rng.integers(-2, 3))))
+            ys.append(d)
+    x, y = np.stack(xs), np.array(ys, np.uint8)
+    order = rng.permutation(len(x))
+    return x[order], y[order]
+
+
+def canvas_with(text: str, width: int = 560, height: int = 280, thickness: int = 18):
+    """An RGBA canvas image (transparent background, black ink) with `text` drawn on it."""
+    rgba = np.zeros((height, width, 4), np.uint8)
+    alpha = np.zeros((height, width), np.uint8)
+    cv2.putText(alpha, text, (40, 200), cv2.FONT_HERSHEY_SIMPLEX, 5, 255, thickness, cv2.LINE_AA)
+    rgba[..., 3] = alpha
+    return rgba

@@ -1,0 +1,121 @@
+"""Unit tests of the shared pieces: model registry, run store, metrics callback."""
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from pipelines import core, runs
+
+
+def test_missing_model_is_a_clear_error():
+    with pytest.raises(core.ModelUnavailable, match="No trained model"):
+        core.load_model(core.model_path("digits"))
+
+
+def test_corrupt_model_is_a_clear_error():
+    path = core.model_path("digits")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a zip file")
+    with pytest.raises(core.ModelUnavailable, match="could not be read"):
+        core.load_model(path)
+
+
+def tiny_model():
+    import keras
+
+    inputs = keras.Input((3,))
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+
+
+def finished_run(task="digits", score=0.5):
+    run = runs.Run.create(task, {"x": 1})
+    core.save_model(tiny_model(), run.dir / "model.keras")
+    core.write_json(run.dir / "card.json", {"score": {"name": "accuracy", "value": score, "higher_is_better": True}})
+    core.write_json(run.dir / "model.vocab.json", {"a": 0})
+    run.set_status("finished")
+    return run
+
+
+def test_promote_is_atomic_and_archives_the_previous_model():
+    first, second = finished_run(score=0.5), finished_run(score=0.6)
+    core.promote("digits", first.dir, extras=("vocab.json",))
+    assert core.active_card("digits")["run"] == first.id
+    assert (core.models_dir() / "digits.vocab.json").exists()
+    core.promote("digits", second.dir, extras=("vocab.json",))
+    assert core.active_card("digits")["run"] == second.id
+    archived = list((core.models_dir() / "archive").glob("digits-*/digits.json"))
+    assert len(archived) == 1 and core.read_json(archived[0])["run"] == first.id
+    assert not list(core.models_dir().glob(".*tmp*"))  # no temp files left behind
+
+
+def test_beats_active_compares_the_score():
+    from pipelines.training import beats_active
+
+    score = {"name": "accuracy", "value": 0.7, "higher_is_better": True}
+    assert beats_active("digits", score)  # nothing active yet
+    core.promote("digits", finished_run(score=0.8).dir)
+    assert not beats_active("digits", score)
+    assert beats_active("digits", {**score, "value": 0.9})
+
+
+def test_run_store_round_trip():
+    run = runs.Run.create("text", {"epochs": 3})
+    assert run.state == "queued" and run.settings() == {"epochs": 3}
+    run.append_metric({"kind": "epoch", "epoch": 0, "loss": np.float32(1.5)})
+    (run.dir / "metrics.jsonl").open("a").write('{"kind": "ba')  # a row being written
+    assert run.metrics() == [{"kind": "epoch", "epoch": 0, "loss": 1.5}]
+    assert runs.list_runs("text")[0].id == run.id
+    assert runs.active_run("text").id == run.id
+    run.request_stop()
+    assert run.stop_requested()
+
+
+def test_running_records_failure_with_the_error():
+    run = runs.Run.create("digits", {})
+    with pytest.raises(ValueError):
+        with runs.running(run):
+            raise ValueError("boom")
+    status = run.status()
+    assert status["state"] == "failed" and "boom" in status["error"]
+    assert runs.active_run("digits") is None
+
+
+def test_a_dead_process_reads_as_failed():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    run = runs.Run.create("digits", {})
+    run.set_status("running", pid=proc.pid)
+    assert run.state == "failed" and "died" in run.status()["error"]
+
+
+def test_metrics_logger_writes_rows_and_honours_stop():
+    import keras
+
+    from pipelines.training import MetricsLogger
+
+    run = runs.Run.create("digits", {})
+    model = tiny_model()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    logger = MetricsLogger(run, batch_size=4, every_s=0.0)
+    x, y = np.zeros((64, 3), np.float32), np.zeros(64, np.int32)
+
+    class StopAfterThree(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                run.request_stop()
+
+    model.fit(x, y, batch_size=4, epochs=3, callbacks=[StopAfterThree(), logger], verbose=0)
+    rows = run.metrics()
+    batches = [r for r in rows if r["kind"] == "batch"]
+    assert [r["step"] for r in batches] == [1, 2, 3]  # stopped right after the 3rd batch
+    assert {"loss", "accuracy", "samples_per_s"} <= batches[0].keys()
+    assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == [0]
+
+
+def test_atomic_write_leaves_no_temp(tmp_path):
+    core.write_json(tmp_path / "a.json", {"t": time.time()})
+    assert os.listdir(tmp_path) == ["a.json"]

@@ -1,0 +1,53 @@
+"""AppTest of the digits page: no model, blank canvas, an injected drawing."""
+
+from types import SimpleNamespace
+
+import pytest
+import streamlit_drawable_canvas
+from conftest import canvas_with
+from streamlit.testing.v1 import AppTest
+
+PAGE = "pages/digits.py"
+
+
+def run_page(monkeypatch, image=None):
+    monkeypatch.setattr(streamlit_drawable_canvas, "st_canvas", lambda **kw: SimpleNamespace(image_data=image))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    return at.run()
+
+
+def test_no_model_gives_a_clear_message(monkeypatch):
+    at = run_page(monkeypatch)
+    assert not at.exception
+    assert "No trained model" in at.info[0].value
+
+
+def test_corrupt_model_gives_a_clear_message(monkeypatch, isolated_dirs):
+    from pipelines import core
+
+    core.models_dir().mkdir(parents=True)
+    core.model_path("digits").write_bytes(b"garbage")
+    at = run_page(monkeypatch)
+    assert not at.exception and "could not be read" in at.info[0].value
+
+
+def test_blank_canvas_asks_to_draw(monkeypatch, real_models):
+    at = run_page(monkeypatch, image=None)
+    assert not at.exception
+    assert "Draw a digit" in at.info[0].value
+
+
+@pytest.mark.parametrize("number", ["7", "42"])
+def test_injected_drawing_is_read(monkeypatch, real_models, number):
+    at = run_page(monkeypatch, image=canvas_with(number))
+    assert not at.exception
+    assert at.metric[0].value == number
+
+
+def test_teach_it_saves_the_drawing(monkeypatch, real_models, isolated_dirs):
+    at = run_page(monkeypatch, image=canvas_with("3"))
+    at.selectbox(key="label-0").set_value(8)
+    at.button(key="save-0").click().run()
+    assert not at.exception
+    saved = list((isolated_dirs / "feedback_dir" / "digits").glob("*-8.png"))
+    assert len(saved) == 1 and "Saved as a 8" in at.success[0].value
