@@ -7,17 +7,16 @@ import streamlit as st
 from pipelines import core
 
 
-@st.cache_resource(show_spinner="Loading the model...", max_entries=6)
-def _load(task: str, path: str, version: float):
-    # `version` is the model file's mtime: a promoted model gets a new cache entry.
-    model = core.load_model(path)
-    return model, core.fast_predict(model), core.active_card(task) or {}
+@st.cache_resource(show_spinner="Loading the model...", max_entries=8)
+def _load(_loader, name: str, path: str, version: float):
+    # Keyed on the file and its mtime: a promoted model gets a fresh entry, no restart needed.
+    return _loader(name)
 
 
-def require_model(task: str):
-    """(model, predict_fn, card) of the active model, or a clear message and stop."""
+def require_model(name: str, loader):
+    """What `loader(name)` returns for the active model `name`, or a clear message and stop."""
     try:
-        return _load(task, str(core.model_path(task)), core.model_version(task))
+        return _load(loader, name, str(core.model_path(name)), core.model_version(name))
     except core.ModelUnavailable as exc:
         st.info(str(exc))
         st.stop()

@@ -10,7 +10,7 @@ from pipelines import digits
 
 st.title("✏️ Digits")
 st.caption("Draw one digit or several side by side. The model reads them left to right as you draw.")
-model, predict_fn, card = require_model("digits")
+predict_fn, card = require_model("digits", digits.load)
 
 st.session_state.setdefault("canvas_gen", 0)
 left, right = st.columns([3, 2])

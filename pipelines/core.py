@@ -119,7 +119,7 @@ def load_model(path: Path):
     if not path.exists():
         raise ModelUnavailable(
             f"No trained model at {path}. Train one on the Training page or with "
-            f"`python -m pipelines.{path.stem} train --promote`."
+            f"`python -m pipelines.{path.stem.split('-')[0]} train --promote always`."
         )
     import keras  # imported late: pages that only show a message stay fast
 
@@ -144,17 +144,19 @@ def model_version(task: str) -> float:
         return 0.0
 
 
-def promote(task: str, run_dir: Path, extras: tuple[str, ...] = ()) -> Path:
+def promote(task: str, run_dir: Path) -> Path:
     """Make a finished run's model the active one, archiving the previous model.
 
-    Copies (never moves) so the run folder keeps its own record. Each file is
-    replaced atomically; the card is written last, so a reader that sees the new
+    Copies (never moves) so the run folder keeps its own record. The run's
+    `model.<x>.json` files (a vocabulary, say) travel as `<task>.<x>.json`. Each file
+    is replaced atomically; the card is written last, so a reader that sees the new
     card also sees the new model.
     """
     run_dir = Path(run_dir)
     src = run_dir / "model.keras"
     if not src.exists():
         raise FileNotFoundError(f"{run_dir} has no model.keras to promote")
+    extras = [p.name.removeprefix("model.") for p in run_dir.glob("model.*.json")]
     target = models_dir()
     archive = target / "archive" / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
     for name in (f"{task}.keras", f"{task}.json", *(f"{task}.{e}" for e in extras)):
@@ -180,3 +182,52 @@ def fast_predict(model):
         return model(x, training=False)
 
     return lambda x: run(tf.convert_to_tensor(x)).numpy()
+
+
+def run_cli(main) -> None:
+    """Run a pipeline's command line; missing data or models end with a message, not a traceback."""
+    try:
+        main()
+    except (DataUnavailable, ModelUnavailable) as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def classification_report(y_true, y_pred, n_classes: int, names=None) -> dict:
+    """Shared by every classifier: accuracy, per-class P/R/F1, confusion matrix."""
+    import numpy as np
+
+    cm = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(cm, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    tp = np.diag(cm).astype(float)
+    precision = tp / np.maximum(cm.sum(0), 1)
+    recall = tp / np.maximum(cm.sum(1), 1)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    names = names or [str(i) for i in range(n_classes)]
+    return {
+        "accuracy": float(tp.sum() / max(cm.sum(), 1)),
+        "n": int(cm.sum()),
+        "per_class": {n: {"precision": float(p), "recall": float(r), "f1": float(f)}
+                      for n, p, r, f in zip(names, precision, recall, f1)},
+        "macro_f1": float(f1.mean()),
+        "confusion_matrix": cm.tolist(),
+        "labels": names,
+    }
+
+
+def write_data_view(run_dir: Path, distribution: dict, x=None, y=None, per_class: int = 8) -> None:
+    """What the Training page shows about a run's data: class counts and a grid of samples
+    (one row per class) as samples.png."""
+    write_json(Path(run_dir) / "data.json", {"distribution": {str(k): int(v) for k, v in distribution.items()}})
+    if x is None:
+        return
+    import cv2
+    import numpy as np
+
+    rows = []
+    for c in sorted(np.unique(y)):
+        picks = x[np.flatnonzero(y == c)[:per_class]]
+        picks = np.concatenate([picks, np.zeros((per_class - len(picks), *x.shape[1:]), x.dtype)])
+        rows.append(np.concatenate(list(picks), axis=1))
+    ok, png = cv2.imencode(".png", np.concatenate(rows, axis=0))
+    if ok:
+        (Path(run_dir) / "samples.png").write_bytes(png.tobytes())

@@ -51,8 +51,12 @@ def load_data(data_dir=None):
     directory = core.data_dir(data_dir)
     if directory is not None and (directory / "mnist.npz").exists():
         # np.load directly: keras' load_data(path=...) re-checks a hash and downloads.
-        with np.load(directory / "mnist.npz") as f:
-            return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+        try:
+            with np.load(directory / "mnist.npz") as f:
+                return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise core.DataUnavailable(f"{directory / 'mnist.npz'} is not a readable MNIST file "
+                                       f"(keras layout: x_train, y_train, x_test, y_test): {exc}") from exc
     try:
         import keras
 
@@ -72,11 +76,6 @@ def data_hash(*arrays) -> str:
 def class_distribution(y) -> dict[int, int]:
     values, counts = np.unique(y, return_counts=True)
     return {int(v): int(c) for v, c in zip(values, counts)}
-
-
-def sample_images(x, y, per_class: int = 5) -> dict[int, np.ndarray]:
-    """A few images of each class, for the Training page's data view."""
-    return {int(c): x[np.flatnonzero(y == c)[:per_class]] for c in np.unique(y)}
 
 
 def save_feedback(image: np.ndarray, label: int) -> Path:
@@ -194,6 +193,7 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
         fx, fy = load_feedback()
         print(f"including {len(fx)} feedback drawings (x20)", flush=True)
         x_fit, y_fit = np.concatenate([x_fit, *[fx] * 20]), np.concatenate([y_fit, *[fy] * 20])
+    core.write_data_view(run.dir, class_distribution(y_fit), x_fit, y_fit)
     model = build_model(settings)
     steps = int(np.ceil(len(x_fit) / settings.batch_size))
     lr = keras.optimizers.schedules.CosineDecay(settings.learning_rate, settings.epochs * steps, alpha=0.02)
@@ -211,27 +211,7 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
 def evaluate(model, x, y) -> dict:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix on (x, y)."""
     probs = predict(model, x)
-    return classification_report(y, probs.argmax(1), 10)
-
-
-def classification_report(y_true, y_pred, n_classes: int, names=None) -> dict:
-    """Shared by every classifier: accuracy, per-class P/R/F1, confusion matrix."""
-    cm = np.zeros((n_classes, n_classes), np.int64)
-    np.add.at(cm, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
-    tp = np.diag(cm).astype(float)
-    precision = tp / np.maximum(cm.sum(0), 1)
-    recall = tp / np.maximum(cm.sum(1), 1)
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    names = names or [str(i) for i in range(n_classes)]
-    return {
-        "accuracy": float(tp.sum() / max(cm.sum(), 1)),
-        "n": int(cm.sum()),
-        "per_class": {n: {"precision": float(p), "recall": float(r), "f1": float(f)}
-                      for n, p, r, f in zip(names, precision, recall, f1)},
-        "macro_f1": float(f1.mean()),
-        "confusion_matrix": cm.tolist(),
-        "labels": names,
-    }
+    return core.classification_report(y, probs.argmax(1), 10)
 
 
 # ---------------------------------------------------------------- predict
@@ -330,6 +310,12 @@ def read_canvas(predict_fn, rgba) -> Reading:
     return Reading("ok", images=images, probs=probs)
 
 
+def load(name: str = TASK):
+    """(predict_fn, card) of the active model: what the page needs."""
+    model = core.load_model(core.model_path(name))
+    return core.fast_predict(model), core.active_card(name) or {}
+
+
 # ---------------------------------------------------------------- command line
 
 
@@ -371,4 +357,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    core.run_cli(main)

@@ -193,3 +193,76 @@ def open_run(task: str, run_dir: str | None, settings) -> Run:
     run = Run.create(task, settings)
     print(f"run folder: {run.dir}", flush=True)
     return run
+
+
+# ---------------------------------------------------------------- what the Training page asks for
+
+# (min, max) of each setting the page offers; checked before a job starts.
+LIMITS = {"epochs": (1, 200), "batch_size": (8, 1024), "learning_rate": (1e-5, 1.0), "data_fraction": (0.01, 1.0)}
+CAN_AUGMENT = {"digits", "mood"}
+
+
+def validate(task: str, form: dict) -> list[str]:
+    """Every problem with the chosen settings, in words (empty when all is well)."""
+    errors = [] if task in TASKS else [f"unknown task {task!r}"]
+    for key, (low, high) in LIMITS.items():
+        value = form.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, (int, float)) or not low <= value <= high:
+            errors.append(f"{key.replace('_', ' ')} must be between {low:g} and {high:g} (got {value!r})")
+    if form.get("arch", "default") not in ("default", "baseline"):
+        errors.append("architecture must be default or baseline")
+    if form.get("data_dir") and not Path(form["data_dir"]).is_dir():
+        errors.append(f"data folder {form['data_dir']} not found")
+    if form.get("corpus") and not Path(form["corpus"]).is_file():
+        errors.append(f"corpus file {form['corpus']} not found")
+    return errors
+
+
+def train_args(task: str, form: dict) -> list[str]:
+    """The `python -m pipelines.<task> train` flags for the page's choices."""
+    args = ["--arch", form.get("arch", "default")]
+    for key in LIMITS:
+        if form.get(key) is not None:
+            args += [f"--{key.replace('_', '-')}", str(form[key])]
+    if task in CAN_AUGMENT and form.get("augment") is False:
+        args.append("--no-augment")
+    if task == "digits" and form.get("with_feedback"):
+        args.append("--with-feedback")
+    if task == "text" and form.get("corpus"):
+        args += ["--corpus", str(form["corpus"])]
+    if form.get("data_dir"):
+        args += ["--data-dir", str(form["data_dir"])]
+    args += ["--promote", "if-better" if form.get("auto_promote") else "never"]
+    return args
+
+
+def progress(run: Run) -> tuple[float, float | None]:
+    """(fraction done, seconds left or None) from the status and the latest metrics row."""
+    status, rows = run.status(), run.metrics()
+    epochs, steps = status.get("epochs"), status.get("steps")
+    if not rows or not epochs or not steps:
+        return 0.0, None
+    last = rows[-1]
+    done_steps = (last["epoch"] + 1) * steps if last["kind"] == "epoch" else last["epoch"] * steps + last["step"]
+    fraction = min(done_steps / (epochs * steps), 1.0)
+    left = last["time"] * (1 - fraction) / fraction if fraction > 0 else None
+    return fraction, left
+
+
+def summary(run: Run) -> dict:
+    """One row of the run history table."""
+    status, card = run.status(), run.card() or {}
+    epochs = [r for r in run.metrics() if r["kind"] == "epoch"]
+    val = [r["val_accuracy"] for r in epochs if "val_accuracy" in r]
+    started, ended = status.get("started"), status.get("ended") or status.get("updated")
+    score = card.get("score", {})
+    return {
+        "run": run.id, "task": run.task, "status": status["state"],
+        "settings": ", ".join(f"{k}={v}" for k, v in run.settings().items() if k not in ("seed", "task", "args")),
+        "minutes": round((ended - started) / 60, 1) if started and ended else None,
+        "epochs": len(epochs), "best val accuracy": max(val) if val else None,
+        "test": f"{score['name']} {score['value']:.4g}" if score else None,
+        "promoted": bool(status.get("promoted")), "error": status.get("error", ""),
+    }

@@ -71,12 +71,15 @@ def fit_and_save(
     data_hash: str = "",
     extras: dict[str, object] | None = None,
     promote: str = "never",
+    card_extra: dict | None = None,
+    name: str | None = None,
 ) -> dict | None:
     """Train, keep the best checkpoint, evaluate it, write the card; returns the card.
 
     `evaluate(model)` returns the test metrics, `score_key` names the one that
     decides promotion. `extras` are JSON files saved beside the model
-    (model.<name>), e.g. a vocabulary. Returns None when the run was stopped.
+    (model.<name>), e.g. a vocabulary. `name` is the registry name to promote to
+    (default: the task). Returns None when the run was stopped.
     """
     best = run.dir / "best.keras"
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
@@ -84,8 +87,8 @@ def fit_and_save(
         MetricsLogger(run, batch_size),
         keras.callbacks.ModelCheckpoint(best, monitor=monitor, mode="max", save_best_only=True),
     ]
-    for name, obj in (extras or {}).items():
-        core.write_json(run.dir / f"model.{name}", obj)
+    for suffix, obj in (extras or {}).items():
+        core.write_json(run.dir / f"model.{suffix}", obj)
     model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False,
               verbose=1 if sys.stdout.isatty() else 2)
     if run.stop_requested():
@@ -98,12 +101,13 @@ def fit_and_save(
         "task": run.task, "run": run.id, "date": core.now_iso(), "settings": asdict(settings),
         "data_hash": data_hash, "test": metrics,
         "score": {"name": score_key, "value": metrics[score_key], "higher_is_better": higher_is_better},
-        "history": [r for r in run.metrics() if r["kind"] == "epoch"],
+        "history": [r for r in run.metrics() if r["kind"] == "epoch"], **(card_extra or {}),
     }
     core.write_json(run.dir / "card.json", card)
     run.set_status("finished", ended=time.time(), score=card["score"])
-    if promote == "always" or (promote == "if-better" and beats_active(run.task, card["score"])):
-        core.promote(run.task, run.dir, extras=tuple(extras or ()))
+    name = name or run.task
+    if promote == "always" or (promote == "if-better" and beats_active(name, card["score"])):
+        core.promote(name, run.dir)
         run.set_status("finished", promoted=True)
     return card
 

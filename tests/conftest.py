@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REAL_MODELS = ROOT / "models"
+TINY_TEXT = "the cat sat on the mat. the dog sat on the log. a cat and a dog. " * 30
 
 
 @pytest.fixture(autouse=True)
@@ -58,3 +59,61 @@ def canvas_with(text: str, width: int = 560, height: int = 280, thickness: int =
     cv2.putText(alpha, text, (40, 200), cv2.FONT_HERSHEY_SIMPLEX, 5, 255, thickness, cv2.LINE_AA)
     rgba[..., 3] = alpha
     return rgba
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tmp_path_factory):
+    """A default-arch model trained one epoch on a tiny text, promoted into a temp models dir."""
+    from pipelines import runs, text
+
+    mp = pytest.MonkeyPatch()
+    base = tmp_path_factory.mktemp("text")
+    mp.setenv("MODELS_DIR", str(base / "models"))
+    mp.setenv("RUNS_DIR", str(base / "runs"))
+    settings = text.Settings(epochs=1, units=32, embed=8, batch_size=32)
+    run = runs.Run.create("text", settings)
+    with runs.running(run):
+        card = text.train(settings, run, text=TINY_TEXT, promote="always")
+    yield run, card, base / "models"
+    mp.undo()
+
+
+def face_photo() -> np.ndarray:
+    """Grace Hopper's official U.S. Navy portrait (public domain), shipped inside matplotlib."""
+    import matplotlib.cbook
+
+    path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def jpeg(rgb: np.ndarray) -> bytes:
+    return cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+def synthetic_faces(n: int = 140, seed: int = 0):
+    """48x48 'faces' whose class is a bright band at a class-specific height."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 7
+    x = rng.integers(0, 60, (n, 48, 48)).astype(np.uint8)
+    for i, c in enumerate(y):
+        x[i, 4 + c * 6:8 + c * 6] = 220
+    return x, y.astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_mood_model(tmp_path_factory):
+    """A default-arch mood model trained one epoch on synthetic faces, in a temp models dir."""
+    from pipelines import mood, runs
+
+    mp = pytest.MonkeyPatch()
+    base = tmp_path_factory.mktemp("mood")
+    mp.setenv("MODELS_DIR", str(base / "models"))
+    mp.setenv("RUNS_DIR", str(base / "runs"))
+    x, y = synthetic_faces()
+    data = mood.Data(x, y, x[:28], y[:28], (np.arange(28) % 2).astype(np.uint8))
+    settings = mood.Settings(epochs=1, batch_size=32)
+    run = runs.Run.create("mood", settings)
+    with runs.running(run):
+        card = mood.train(settings, run, data=data, promote="always")
+    yield run, card, base / "models"
+    mp.undo()

@@ -42,10 +42,10 @@ def finished_run(task="digits", score=0.5):
 
 def test_promote_is_atomic_and_archives_the_previous_model():
     first, second = finished_run(score=0.5), finished_run(score=0.6)
-    core.promote("digits", first.dir, extras=("vocab.json",))
+    core.promote("digits", first.dir)
     assert core.active_card("digits")["run"] == first.id
     assert (core.models_dir() / "digits.vocab.json").exists()
-    core.promote("digits", second.dir, extras=("vocab.json",))
+    core.promote("digits", second.dir)
     assert core.active_card("digits")["run"] == second.id
     archived = list((core.models_dir() / "archive").glob("digits-*/digits.json"))
     assert len(archived) == 1 and core.read_json(archived[0])["run"] == first.id

@@ -1,17 +1,20 @@
 """AppTest of the digits page: no model, blank canvas, an injected drawing."""
 
+import sys
 from types import SimpleNamespace
 
 import pytest
-import streamlit_drawable_canvas
-from conftest import canvas_with
+from conftest import ROOT, canvas_with
 from streamlit.testing.v1 import AppTest
 
-PAGE = "pages/digits.py"
+PAGE = str(ROOT / "pages/digits.py")
 
 
 def run_page(monkeypatch, image=None):
-    monkeypatch.setattr(streamlit_drawable_canvas, "st_canvas", lambda **kw: SimpleNamespace(image_data=image))
+    # The canvas is a browser component AppTest cannot draw on: stand in a fake that
+    # returns the given image (the browser test uses the real one).
+    fake = SimpleNamespace(st_canvas=lambda **kw: SimpleNamespace(image_data=image))
+    monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", fake)
     at = AppTest.from_file(PAGE, default_timeout=60)
     return at.run()
 

@@ -1,0 +1,79 @@
+"""Mood page: a webcam snapshot or a photo, the mood of every face, and songs for it."""
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages.common import require_model
+from pipelines import mood, songs
+
+MAX_UPLOAD_MB = 15
+
+st.title("🙂 Mood")
+st.caption("Take a snapshot or upload a photo. Photos are processed in memory and never stored.")
+predict_fn, card = require_model("mood", mood.load)
+
+source = st.radio("Photo from", ["Webcam", "Upload"], horizontal=True, label_visibility="collapsed")
+if source == "Webcam":
+    photo = st.camera_input("Take a snapshot")
+else:
+    photo = st.file_uploader("Upload a photo", type=["jpg", "jpeg", "png", "webp", "bmp"])
+if photo is None:
+    st.info("Take a snapshot or upload a photo with a face in it.")
+    st.stop()
+if photo.size > MAX_UPLOAD_MB * 2**20:
+    st.error(f"This file is {photo.size / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB.")
+    st.stop()
+try:
+    rgb = mood.decode_image(photo.getvalue())
+except ValueError as exc:
+    st.error(f"Could not read this photo: {exc}")
+    st.stop()
+
+reading = mood.read_photo(predict_fn, rgb)
+left, right = st.columns([3, 2])
+left.image(reading.image, caption=f"{len(reading.faces)} face(s) found", width="stretch")
+if not reading.faces:
+    right.warning("No face found. Face the camera in good light, or try a photo where the face is larger.")
+    st.stop()
+if len(reading.faces) > 1:
+    right.write(f"**{len(reading.faces)} faces**, numbered on the photo.")
+
+for i, face in enumerate(reading.faces, 1):
+    with right.container(border=True):
+        cols = st.columns([1, 3])
+        cols[0].image(face.crop, caption=f"face {i}", width=72)
+        if face.confident:
+            cols[1].subheader(f"{face.mood} ({face.probs.max():.0%})")
+        else:
+            cols[1].subheader(f"unclear, maybe {face.mood}")
+            cols[1].caption("The expression is ambiguous: every mood is below "
+                            f"{mood.CONFIDENT:.0%}. Try another angle or light.")
+        fig = go.Figure(go.Bar(x=face.probs, y=mood.CLASSES, orientation="h",
+                               marker_color=["#f39c12" if c == face.mood else "#95a5a6" for c in mood.CLASSES]))
+        fig.update_layout(height=200, margin=dict(l=0, r=0, t=0, b=0), xaxis=dict(range=[0, 1], tickformat=".0%"))
+        cols[1].plotly_chart(fig, key=f"mood-probs-{i}")
+
+st.divider()
+st.subheader("Songs for this mood")
+who = 0
+if len(reading.faces) > 1:
+    who = st.selectbox("For face", range(len(reading.faces)), format_func=lambda i: f"{i + 1}: {reading.faces[i].mood}")
+target = reading.faces[who].mood
+mode = st.radio("I want to", ["match", "lift"], horizontal=True,
+                format_func={"match": "match my mood", "lift": "lift my mood"}.get)
+custom = st.file_uploader("Your own catalog (CSV with columns " + ", ".join(songs.COLUMNS) + ")", type=["csv"])
+try:
+    catalog = songs.load_catalog(custom.getvalue() if custom else songs.CATALOG)
+except songs.CatalogError as exc:
+    st.error(f"This catalog cannot be used: {exc}")
+    st.stop()
+picks = songs.recommend(catalog, target, mode)
+st.dataframe(
+    picks[["title", "artist", "year", "genre", "valence", "energy", "link"]],
+    column_config={"link": st.column_config.LinkColumn("listen", display_text="search ↗")},
+    hide_index=True, width="stretch",
+)
+
+if card.get("test"):
+    st.caption(f"Model: {card['settings'].get('arch', '?')} CNN, test accuracy "
+               f"{card['test']['accuracy']:.1%} on the 7,178 FER2013 test faces.")

@@ -1,0 +1,430 @@
+"""Mood: find faces with OpenCV, read their expression with a CNN trained on FER2013, suggest songs.
+
+    python -m pipelines.mood train [--data-dir DIR] [--arch default|baseline] [--epochs N] [--promote always]
+    python -m pipelines.mood evaluate [--data-dir DIR]
+    python -m pipelines.mood predict PHOTO.jpg
+
+Data, from --data-dir or $DATA_DIR, in any of the forms people have:
+`fer2013.npz` (keys x_train, y_train, x_test, y_test[, test_split]), Kaggle's `fer2013.csv`
+(emotion, pixels, Usage), or Kaggle's folders `train/<class>/*.jpg`, `test/<class>/*.jpg`.
+Faces are 48x48 grayscale scaled to [0, 1]; the page's face crops get exactly the same treatment.
+Song suggestions live in pipelines/songs.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipelines import core
+
+TASK = "mood"
+CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+SIZE = 48
+CONFIDENT = 0.45  # below this the page says the expression is unclear
+MAX_SIDE = 1280  # larger photos are scaled down before detection: same faces, bounded time
+
+
+@dataclass
+class Settings:
+    arch: str = "default"  # "default" or "baseline" (the seed's small CNN)
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    augment: bool = True
+    class_weighting: bool = True
+    label_smoothing: float = 0.1
+    data_fraction: float = 1.0
+    val_split: float = 0.1
+    seed: int = 0
+
+    @classmethod
+    def baseline(cls) -> Settings:
+        return cls(arch="baseline", epochs=30, learning_rate=1e-4, augment=False, class_weighting=False,
+                   label_smoothing=0.0)
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class Data:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    test_split: np.ndarray | None = None  # 0 = PublicTest, 1 = PrivateTest, when known
+    source: str = ""
+
+
+def load_data(data_dir=None) -> Data:
+    """FER2013 from a folder holding fer2013.npz, fer2013.csv or train/ and test/ class folders."""
+    directory = core.data_dir(data_dir)
+    if directory is None:
+        raise core.DataUnavailable(_MISSING.format(where="$DATA_DIR (or --data-dir)"))
+    if (directory / "fer2013.npz").exists():
+        with np.load(directory / "fer2013.npz") as f:
+            split = f["test_split"] if "test_split" in f.files else None
+            return Data(f["x_train"], f["y_train"], f["x_test"], f["y_test"], split, "fer2013.npz")
+    if (directory / "fer2013.csv").exists():
+        return _from_csv(directory / "fer2013.csv")
+    if (directory / "train").is_dir() and (directory / "test").is_dir():
+        return _from_folders(directory)
+    raise core.DataUnavailable(_MISSING.format(where=directory))
+
+
+_MISSING = ("FER2013 not found in {where}: put fer2013.npz, Kaggle's fer2013.csv, or Kaggle's "
+            "train/<class>/*.jpg and test/<class>/*.jpg folders there.")
+
+
+def _from_csv(path: Path) -> Data:
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    x = np.stack([np.array(p.split(), np.uint8).reshape(SIZE, SIZE) for p in df["pixels"]])
+    y = df["emotion"].to_numpy(np.uint8)
+    usage = df["Usage"].to_numpy()
+    train, test = usage == "Training", usage != "Training"
+    return Data(x[train], y[train], x[test], y[test], (usage[test] == "PrivateTest").astype(np.uint8), "fer2013.csv")
+
+
+def _from_folders(directory: Path) -> Data:
+    parts = []
+    for split in ("train", "test"):
+        xs, ys, private = [], [], []
+        for label, name in enumerate(CLASSES):
+            for f in sorted((directory / split / name).glob("*")):
+                img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+                if img is not None:
+                    xs.append(cv2.resize(img, (SIZE, SIZE), interpolation=cv2.INTER_AREA))
+                    ys.append(label)
+                    private.append(f.name.startswith("PrivateTest"))
+        if not xs:
+            raise core.DataUnavailable(f"No images under {directory / split}/<class>/ (classes: {', '.join(CLASSES)}).")
+        parts.append((np.stack(xs), np.array(ys, np.uint8), np.array(private, np.uint8)))
+    (xtr, ytr, _), (xte, yte, priv) = parts
+    return Data(xtr, ytr, xte, yte, priv if priv.any() else None, "folders")
+
+
+def not_a_face_rows(data_dir) -> np.ndarray | None:
+    """Training rows FER+ taggers call "not a face" (when fer2013plus_labels.npz is there)."""
+    directory = core.data_dir(data_dir)
+    path = directory / "fer2013plus_labels.npz" if directory else None
+    if path is None or not path.exists():
+        return None
+    with np.load(path) as f:
+        return f["votes_train"][:, 9] >= 5
+
+
+def class_weights(y: np.ndarray) -> dict[int, float]:
+    """Square-root inverse frequency: lifts rare `disgust` without wrecking the common classes."""
+    counts = np.bincount(y, minlength=len(CLASSES)).astype(float)
+    w = np.sqrt(counts.mean() / np.maximum(counts, 1))
+    return {i: float(v) for i, v in enumerate(w / w.mean())}
+
+
+# ---------------------------------------------------------------- model
+
+
+def build_model(settings: Settings):
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((SIZE, SIZE, 1))
+    x = inputs
+    if settings.arch == "baseline":
+        # The seed's small CNN (the popular Emotion-detection design).
+        x = layers.Conv2D(32, 3, activation="relu")(x)
+        x = layers.Conv2D(64, 3, activation="relu")(x)
+        x = layers.MaxPooling2D()(x)
+        x = layers.Dropout(0.25)(x)
+        x = layers.Conv2D(128, 3, activation="relu")(x)
+        x = layers.MaxPooling2D()(x)
+        x = layers.Conv2D(128, 3, activation="relu")(x)
+        x = layers.MaxPooling2D()(x)
+        x = layers.Dropout(0.25)(x)
+        x = layers.Flatten()(x)
+        x = layers.Dense(1024, activation="relu")(x)
+        x = layers.Dropout(0.5)(x)
+    elif settings.arch == "default":
+        # VGG-style blocks with batch norm, global pooling: few parameters, little overfitting.
+        for filters, drop in ((32, 0.1), (64, 0.15), (128, 0.2), (256, 0.25)):
+            for _ in range(2):
+                x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+                x = layers.BatchNormalization()(x)
+                x = layers.ReLU()(x)
+            x = layers.MaxPooling2D()(x)
+            x = layers.Dropout(drop)(x)
+        x = layers.GlobalAveragePooling2D()(x)
+        x = layers.Dense(256, use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.Dropout(0.4)(x)
+    else:
+        raise ValueError(f"unknown arch {settings.arch!r}: use 'default' or 'baseline'")
+    outputs = layers.Dense(len(CLASSES), activation="softmax")(x)
+    return keras.Model(inputs, outputs, name=f"mood_{settings.arch}")
+
+
+_AUGMENT = None
+
+
+def augment_batch(x, seed: int = 0):
+    """Flip, small rotation, shift, zoom and contrast on a batch of faces in [0, 1]."""
+    import keras
+
+    global _AUGMENT
+    if _AUGMENT is None:
+        _AUGMENT = keras.Sequential([
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(0.03, fill_mode="reflect", seed=seed),  # +-11 degrees
+            keras.layers.RandomTranslation(0.08, 0.08, fill_mode="reflect", seed=seed),
+            keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=seed),
+            keras.layers.RandomContrast(0.3, seed=seed),
+        ])
+    return keras.ops.clip(_AUGMENT(x, training=True), 0.0, 1.0)
+
+
+def make_dataset(x, y, batch_size: int, augment: bool, shuffle: bool, weights=None, seed: int = 0):
+    import tensorflow as tf
+
+    n_classes = len(CLASSES)
+    tensors = (x, y) if weights is None else (x, y, weights)
+    ds = tf.data.Dataset.from_tensor_slices(tensors)
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+
+    def prep(a, b, *w):
+        # One-hot targets so label smoothing can apply.
+        return (tf.cast(a, tf.float32)[..., None] / 255.0, tf.one_hot(tf.cast(b, tf.int32), n_classes), *w)
+
+    ds = ds.batch(batch_size).map(prep, num_parallel_calls=tf.data.AUTOTUNE)
+    if augment:
+        ds = ds.map(lambda a, *rest: (augment_batch(a, seed), *rest), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# ---------------------------------------------------------------- train / evaluate
+
+
+def train(settings: Settings, run, data_dir=None, promote: str = "never", data: Data | None = None):
+    import keras
+
+    from pipelines.training import fit_and_save
+
+    data = data if data is not None else load_data(data_dir)
+    keras.utils.set_random_seed(settings.seed)
+    x, y = data.x_train, data.y_train
+    if (nf := not_a_face_rows(data_dir)) is not None and len(nf) == len(x):
+        x, y = x[~nf], y[~nf]  # FER+ "not a face" images teach nothing about expressions
+    rng = np.random.default_rng(settings.seed)
+    order = rng.permutation(len(x))[: max(2, int(len(x) * settings.data_fraction))]
+    n_val = max(1, int(len(order) * settings.val_split))
+    val, fit = order[:n_val], order[n_val:]
+    weights = None
+    if settings.class_weighting:
+        cw = class_weights(y[fit])
+        weights = np.array([cw[int(c)] for c in y[fit]], np.float32)
+    counts = np.bincount(y[fit], minlength=len(CLASSES))
+    core.write_data_view(run.dir, dict(zip(CLASSES, counts)), x[fit], y[fit])
+    model = build_model(settings)
+    steps = int(np.ceil(len(fit) / settings.batch_size))
+    lr = keras.optimizers.schedules.CosineDecay(settings.learning_rate, settings.epochs * steps, alpha=0.01)
+    model.compile(keras.optimizers.Adam(lr),
+                  keras.losses.CategoricalCrossentropy(label_smoothing=settings.label_smoothing),
+                  metrics=["accuracy"])
+    return fit_and_save(
+        run, model,
+        make_dataset(x[fit], y[fit], settings.batch_size, settings.augment, True, weights, settings.seed),
+        make_dataset(x[val], y[val], 512, False, False),
+        settings=settings, epochs=settings.epochs, batch_size=settings.batch_size,
+        evaluate=lambda m: evaluate(m, data), score_key="accuracy",
+        data_hash=core.sha256_bytes(data.x_train.tobytes(), data.y_train.tobytes()), promote=promote,
+    )
+
+
+def evaluate(model, data: Data) -> dict:
+    """Accuracy, per-class F1 and confusion matrix on the test images (flip-averaged),
+    with the Public and Private halves reported separately when known."""
+    probs = predict(model, data.x_test)
+    pred = probs.argmax(1)
+    report = core.classification_report(data.y_test, pred, len(CLASSES), CLASSES)
+    if data.test_split is not None:
+        for value, name in ((0, "public_test"), (1, "private_test")):
+            mask = data.test_split == value
+            report[f"{name}_accuracy"] = float((pred[mask] == data.y_test[mask]).mean())
+    return report
+
+
+# ---------------------------------------------------------------- predict
+
+
+def normalize(faces) -> np.ndarray:
+    """uint8 (n, 48, 48) faces -> float (n, 48, 48, 1) in [0, 1], as in training."""
+    return (np.asarray(faces, np.float32) / 255.0).reshape(-1, SIZE, SIZE, 1)
+
+
+def predict(model, faces, batch_size: int = 512) -> np.ndarray:
+    """Probabilities (n, 7), averaged over the face and its mirror image."""
+    x = normalize(faces)
+    out = [model.predict_on_batch(np.concatenate([b, b[:, :, ::-1]])) for b in
+           (x[i:i + batch_size] for i in range(0, len(x), batch_size))]
+    return np.concatenate([(o[: len(o) // 2] + o[len(o) // 2:]) / 2 for o in out]) if out else np.zeros((0, 7))
+
+
+def predict_fn(model):
+    """A fast flip-averaged predictor for the page (no model.predict)."""
+    fast = core.fast_predict(model)
+
+    def run(faces):
+        x = normalize(faces)
+        p = fast(np.concatenate([x, x[:, :, ::-1]]))
+        return (p[: len(x)] + p[len(x):]) / 2
+
+    return run
+
+
+_CASCADE = None
+
+
+def detector():
+    global _CASCADE
+    if _CASCADE is None:
+        _CASCADE = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    return _CASCADE
+
+
+def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
+    """Photo bytes -> RGB array; a clear ValueError for a corrupt or absurdly large file."""
+    array = np.frombuffer(data, np.uint8)
+    if len(array) == 0:
+        raise ValueError("The file is empty.")
+    image = cv2.imdecode(array, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("This file is not an image OpenCV can read (try a JPEG or PNG).")
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise ValueError(f"The image is too large ({image.shape[1]}x{image.shape[0]} pixels).")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def find_faces(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Face boxes (x, y, w, h) in the photo's pixels, largest first."""
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+    scale = min(1.0, MAX_SIDE / max(gray.shape))
+    small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    boxes = detector().detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))
+    boxes = [tuple(int(round(v / scale)) for v in b) for b in boxes]
+    return sorted(boxes, key=lambda b: -b[2] * b[3])
+
+
+def crop_face(gray: np.ndarray, box, margin: float = 0.1) -> np.ndarray:
+    """A square crop around the face with a margin, grayscale 48x48 uint8 (FER2013 framing)."""
+    x, y, w, h = box
+    m = int(round(margin * max(w, h)))
+    x0, y0, x1, y1 = x - m, y - m, x + w + m, y + h + m
+    pad = max(0, -x0, -y0, x1 - gray.shape[1], y1 - gray.shape[0])
+    padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else gray
+    crop = padded[y0 + pad:y1 + pad, x0 + pad:x1 + pad]
+    return cv2.resize(crop, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+
+
+@dataclass
+class Face:
+    box: tuple
+    crop: np.ndarray
+    probs: np.ndarray
+
+    @property
+    def mood(self) -> str:
+        return CLASSES[int(self.probs.argmax())]
+
+    @property
+    def confident(self) -> bool:
+        return float(self.probs.max()) >= CONFIDENT
+
+
+@dataclass
+class Reading:
+    image: np.ndarray  # the photo with boxes and labels drawn
+    faces: list[Face] = field(default_factory=list)
+
+
+def read_photo(predict_fn, rgb: np.ndarray) -> Reading:
+    """Every face in the photo with its mood; the photo annotated with boxes and labels."""
+    boxes = find_faces(rgb)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    crops = [crop_face(gray, b) for b in boxes]
+    probs = predict_fn(np.stack(crops)) if crops else []
+    faces = [Face(b, c, p) for b, c, p in zip(boxes, crops, probs)]
+    return Reading(annotate(rgb, faces), faces)
+
+
+def annotate(rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
+    out = rgb.copy()
+    thick = max(2, out.shape[1] // 300)
+    for i, f in enumerate(faces, 1):
+        x, y, w, h = f.box
+        cv2.rectangle(out, (x, y), (x + w, y + h), (255, 200, 0), thick)
+        label = f"{i}: {f.mood} {f.probs.max():.0%}"
+        scale = max(0.5, w / 220)
+        cv2.putText(out, label, (x, max(15, y - 8)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 200, 0), thick, cv2.LINE_AA)
+    return out
+
+
+def load(name: str = TASK):
+    """(predict_fn, card) of the active model: what the page needs."""
+    model = core.load_model(core.model_path(name))
+    return predict_fn(model), core.active_card(name) or {}
+
+
+# ---------------------------------------------------------------- command line
+
+
+def main(argv=None):
+    from pipelines import runs
+
+    parser = argparse.ArgumentParser(prog="python -m pipelines.mood", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train a model into a run folder")
+    e = sub.add_parser("evaluate", help="print test metrics of the active model as JSON")
+    p = sub.add_parser("predict", help="moods of the faces in a photo")
+    p.add_argument("photo")
+    for q in (t, e):
+        q.add_argument("--data-dir", help="folder with FER2013 (default: $DATA_DIR)")
+    t.add_argument("--arch", choices=("default", "baseline"), default="default")
+    for name, typ in (("epochs", int), ("batch-size", int), ("learning-rate", float), ("data-fraction", float), ("seed", int)):
+        t.add_argument(f"--{name}", type=typ)
+    t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--promote", choices=("never", "always", "if-better"), default="never")
+    t.add_argument("--run-dir", help="run folder made by the Training page")
+    args = parser.parse_args(argv)
+
+    if args.cmd == "predict":
+        fn, _ = load()
+        reading = read_photo(fn, decode_image(Path(args.photo).read_bytes()))
+        print(json.dumps([{"box": f.box, "mood": f.mood, "probs": dict(zip(CLASSES, f.probs.round(3).tolist()))}
+                          for f in reading.faces], indent=1))
+        return
+    if args.cmd == "evaluate":
+        model = core.load_model(core.model_path(TASK))
+        print(json.dumps(evaluate(model, load_data(args.data_dir)), indent=1))
+        return
+    settings = Settings.baseline() if args.arch == "baseline" else Settings()
+    for key in ("epochs", "batch_size", "learning_rate", "data_fraction", "seed"):
+        if getattr(args, key) is not None:
+            setattr(settings, key, getattr(args, key))
+    settings.augment = settings.augment and not args.no_augment
+    run = runs.open_run(TASK, args.run_dir, settings)
+    with runs.running(run):
+        card = train(settings, run, args.data_dir, promote=args.promote)
+    if card:
+        print(json.dumps({"run": run.id, "test_accuracy": card["test"]["accuracy"]}))
+
+
+if __name__ == "__main__":
+    core.run_cli(main)

@@ -1,0 +1,97 @@
+"""Song suggestions for a mood, from a catalog CSV placed on the circumplex model of affect.
+
+Every song has a valence (0 sad .. 1 happy) and an energy (0 calm .. 1 intense); every mood
+has a target point in that plane. "Match my mood" aims at the mood's own point, "lift my
+mood" at a point nearer the pleasant side. Songs are ranked by distance to the target, with
+no artist twice in one list.
+
+    python -m pipelines.songs sad --mode lift
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import urllib.parse
+
+import pandas as pd
+
+from pipelines import core
+
+CATALOG = core.ASSETS_DIR / "songs.csv"
+COLUMNS = ["title", "artist", "year", "genre", "valence", "energy", "tags"]
+MAX_ROWS = 20_000
+
+# (valence, energy) per FER2013 expression: Russell's circumplex, roughly.
+MATCH = {"angry": (0.25, 0.88), "disgust": (0.25, 0.60), "fear": (0.25, 0.65), "happy": (0.85, 0.75),
+         "sad": (0.20, 0.30), "surprise": (0.70, 0.80), "neutral": (0.55, 0.45)}
+# Lift: calm things down where the mood is tense, warm things up where it is low.
+LIFT = {"angry": (0.65, 0.40), "disgust": (0.75, 0.55), "fear": (0.70, 0.35), "happy": (0.92, 0.82),
+        "sad": (0.65, 0.50), "surprise": (0.85, 0.70), "neutral": (0.85, 0.70)}
+MODES = {"match": MATCH, "lift": LIFT}
+
+
+class CatalogError(ValueError):
+    """A catalog CSV that cannot be used; the message names the problem."""
+
+
+def load_catalog(source=CATALOG) -> pd.DataFrame:
+    """Read and validate a catalog from a path or bytes; CatalogError says what is wrong."""
+    try:
+        data = io.BytesIO(source) if isinstance(source, bytes) else source
+        df = pd.read_csv(data, nrows=MAX_ROWS + 1)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"Not a readable CSV file: {exc}") from None
+    return validate(df)
+
+
+def validate(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.rename(columns=lambda c: str(c).strip().lower())
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise CatalogError(f"Missing column(s): {', '.join(missing)}. Expected: {', '.join(COLUMNS)}.")
+    if df.empty:
+        raise CatalogError("The catalog has no songs.")
+    if len(df) > MAX_ROWS:
+        raise CatalogError(f"The catalog has more than {MAX_ROWS:,} rows.")
+    for col in ("valence", "energy"):
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = df.index[values.isna() | (values < 0) | (values > 1)]
+        if len(bad):
+            raise CatalogError(f"Column '{col}' must be a number between 0 and 1; row {bad[0] + 2} has {df[col][bad[0]]!r}.")
+        df[col] = values
+    for col in ("title", "artist"):
+        empty = df.index[df[col].isna() | (df[col].astype(str).str.strip() == "")]
+        if len(empty):
+            raise CatalogError(f"Column '{col}' is empty on row {empty[0] + 2}.")
+    df["tags"] = df["tags"].fillna("").astype(str)
+    return df[COLUMNS].reset_index(drop=True)
+
+
+def search_link(title: str, artist: str) -> str:
+    query = urllib.parse.quote_plus(f"{title} {artist}")
+    return f"https://www.youtube.com/results?search_query={query}"
+
+
+def recommend(catalog: pd.DataFrame, mood: str, mode: str = "match", n: int = 8) -> pd.DataFrame:
+    """The n songs nearest the mood's target, one per artist, each with a search link."""
+    if mood not in MATCH:
+        raise ValueError(f"unknown mood {mood!r}; one of {', '.join(MATCH)}")
+    valence, energy = MODES[mode][mood]
+    ranked = catalog.assign(distance=((catalog.valence - valence) ** 2 + (catalog.energy - energy) ** 2) ** 0.5)
+    ranked = ranked.sort_values(["distance", "title"], kind="stable")
+    ranked = ranked.drop_duplicates("artist").head(n)
+    return ranked.assign(link=[search_link(t, a) for t, a in zip(ranked.title, ranked.artist)]).reset_index(drop=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m pipelines.songs", description="songs for a mood")
+    parser.add_argument("mood", choices=list(MATCH))
+    parser.add_argument("--mode", choices=list(MODES), default="match")
+    parser.add_argument("--catalog", default=CATALOG)
+    args = parser.parse_args(argv)
+    print(recommend(load_catalog(args.catalog), args.mood, args.mode).to_string())
+
+
+if __name__ == "__main__":
+    main()

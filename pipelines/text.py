@@ -1,0 +1,476 @@
+"""Text: a character-level LSTM that completes the current word and proposes next words.
+
+    python -m pipelines.text train [--corpus FILE | --data-dir DIR] [--arch default|baseline] [--promote always]
+    python -m pipelines.text evaluate [--corpus FILE] [--model PATH]
+    python -m pipelines.text complete "the free spi" [--words 8 --temperature 0.6]
+
+Corpus: --corpus, else text/nietzsche.txt (or nietzsche.txt) in --data-dir / $DATA_DIR, else
+the classic Nietzsche download. The text is lowercased; 40-character windows with step 3
+predict the next character; the last 10% is held out. Ids go through tf.data, never one-hot
+copies of the corpus. The model is Embedding -> LSTM -> Dense softmax; the baseline is the seed
+(one-hot input through a frozen identity embedding, LSTM(128), RMSprop, last character only),
+the default predicts the next character at every position of the window.
+A Witten-Bell character n-gram fitted on the same training text is the yardstick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipelines import core
+
+TASK = "text"
+CORPUS_URL = "https://s3.amazonaws.com/text-datasets/nietzsche.txt"
+# Typographic characters people type that the books spell in ASCII.
+REPLACEMENTS = {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2014": "--", "\u2013": "-",
+                "\t": " ", "\r": "", "\u00a0": " ", "\u2026": "..."}
+
+
+@dataclass
+class Settings:
+    arch: str = "default"  # "default" or "baseline" (the seed)
+    window: int = 40
+    step: int = 3
+    epochs: int = 3
+    batch_size: int = 128
+    learning_rate: float = 3e-3
+    units: int = 256
+    embed: int = 48
+    holdout: float = 0.1
+    data_fraction: float = 1.0
+    seed: int = 0
+
+    @classmethod
+    def baseline(cls) -> Settings:
+        return cls(arch="baseline", epochs=7, learning_rate=0.01, units=128, embed=0)
+
+
+# ---------------------------------------------------------------- data
+
+
+def load_corpus(corpus=None, data_dir=None) -> str:
+    """The raw corpus text (not yet lowercased)."""
+    candidates = [Path(corpus)] if corpus else []
+    if (directory := core.data_dir(data_dir)) is not None:
+        candidates += [directory / "text" / "nietzsche.txt", directory / "nietzsche.txt"]
+    for path in candidates:
+        if path.is_file():
+            return path.read_text(encoding="utf-8-sig", errors="replace")
+    if corpus:
+        raise core.DataUnavailable(f"Corpus file {corpus} not found.")
+    try:
+        import keras
+
+        return Path(keras.utils.get_file("nietzsche.txt", origin=CORPUS_URL)).read_text(encoding="utf-8")
+    except Exception as exc:
+        raise core.DataUnavailable(
+            "No corpus: pass --corpus FILE, or put text/nietzsche.txt in $DATA_DIR (or --data-dir), "
+            f"or go online so {CORPUS_URL} can be downloaded."
+        ) from exc
+
+
+def normalize(text: str) -> str:
+    for old, new in REPLACEMENTS.items():
+        text = text.replace(old, new)
+    return text.lower()
+
+
+def build_vocab(text: str) -> dict:
+    return {"chars": sorted(set(text)), "lowercase": True}
+
+
+def encode(text: str, vocab: dict) -> tuple[np.ndarray, list[str]]:
+    """Ids of the characters the model knows, and the characters it dropped."""
+    index = {c: i for i, c in enumerate(vocab["chars"])}
+    text = normalize(text)
+    ids = [index[c] for c in text if c in index]
+    dropped = sorted({c for c in text if c not in index})
+    return np.array(ids, np.int32), dropped
+
+
+def split(ids: np.ndarray, holdout: float):
+    cut = int(len(ids) * (1 - holdout))
+    return ids[:cut], ids[cut:]
+
+
+def window_starts(n: int, window: int, step: int) -> np.ndarray:
+    """Start of every window whose next character exists."""
+    return np.arange(0, max(n - window, 0), step)
+
+
+def make_dataset(ids: np.ndarray, settings: Settings, shuffle: bool):
+    """(window ids, target) pairs made on the fly from the id array: memory stays flat."""
+    import tensorflow as tf
+
+    w = settings.window
+    starts = window_starts(len(ids), w, settings.step)
+    corpus = tf.constant(ids, tf.int32)
+    ds = tf.data.Dataset.from_tensor_slices(starts)
+    if shuffle:
+        ds = ds.shuffle(len(starts), seed=settings.seed, reshuffle_each_iteration=True)
+    if settings.arch == "baseline":
+        pair = lambda s: (corpus[s:s + w], corpus[s + w])  # noqa: E731
+    else:
+        pair = lambda s: (corpus[s:s + w], corpus[s + 1:s + w + 1])  # noqa: E731
+    return ds.map(pair, num_parallel_calls=tf.data.AUTOTUNE).batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+# ---------------------------------------------------------------- model
+
+
+def build_model(settings: Settings, vocab_size: int):
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((None,), dtype="int32")
+    if settings.arch == "baseline":
+        # One-hot on the fly: a frozen identity embedding is exactly a one-hot encoder.
+        x = layers.Embedding(vocab_size, vocab_size, embeddings_initializer="identity", trainable=False,
+                             name="embed")(inputs)
+        x = layers.LSTM(settings.units, name="lstm")(x)
+    elif settings.arch == "default":
+        x = layers.Embedding(vocab_size, settings.embed, name="embed")(inputs)
+        x = layers.LSTM(settings.units, return_sequences=True, name="lstm")(x)
+    else:
+        raise ValueError(f"unknown arch {settings.arch!r}: use 'default' or 'baseline'")
+    outputs = layers.Dense(vocab_size, activation="softmax", name="head")(x)
+    return keras.Model(inputs, outputs, name=f"text_{settings.arch}")
+
+
+def compile_model(model, settings: Settings, total_steps: int):
+    import keras
+
+    if settings.arch == "baseline":
+        optimizer = keras.optimizers.RMSprop(settings.learning_rate)
+    else:
+        lr = keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(total_steps, 1), alpha=0.05)
+        optimizer = keras.optimizers.Adam(lr, clipnorm=1.0)
+    # Sparse categorical cross-entropy is the seed's categorical cross-entropy without one-hot targets.
+    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+# ---------------------------------------------------------------- language models for search
+
+
+class KerasLM:
+    """Step-by-step next-character probabilities from a trained model, for beam search.
+
+    The LSTM is run once over the prompt, then one character at a time from its
+    (h, c) state, so a suggestion costs one short call per character.
+    """
+
+    def __init__(self, model, vocab: dict, window: int = 40):
+        import keras
+        import tensorflow as tf
+
+        self.chars, self.window = vocab["chars"], window
+        embed, lstm, head = (model.get_layer(n) for n in ("embed", "lstm", "head"))
+        prime_lstm = keras.layers.LSTM(lstm.units, return_state=True)
+        prime_lstm(embed(np.zeros((1, 1), np.int32)))
+        prime_lstm.set_weights(lstm.get_weights())
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
+        def prime(ids):
+            out, h, c = prime_lstm(embed(ids))
+            return head(out), h, c
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, lstm.units]),
+                                      tf.TensorSpec([None, lstm.units])])
+        def step(ids, h, c):
+            out, (h, c) = lstm.cell(embed(ids), [h, c])
+            return head(out), h, c
+
+        self._prime, self._step = prime, step
+
+    def start(self, ids: np.ndarray):
+        ids = ids[-self.window:] if len(ids) else np.array([self.chars.index(" ")], np.int32)
+        probs, h, c = self._prime(ids[None].astype(np.int32))
+        return (h.numpy(), c.numpy()), probs.numpy()
+
+    def advance(self, states, rows: np.ndarray, ids: np.ndarray):
+        h, c = states
+        probs, h, c = self._step(ids.astype(np.int32), h[rows], c[rows])
+        return (h.numpy(), c.numpy()), probs.numpy()
+
+    def window_probs(self, windows: np.ndarray, model, batch_size: int = 1024) -> np.ndarray:
+        """Next-character probabilities after each full window (for held-out metrics)."""
+        out = []
+        for i in range(0, len(windows), batch_size):
+            p = model.predict_on_batch(windows[i:i + batch_size])
+            out.append(p[:, -1] if p.ndim == 3 else p)
+        return np.concatenate(out)
+
+
+class NgramLM:
+    """Interpolated Witten-Bell character n-gram: the baseline the LSTM must beat."""
+
+    def __init__(self, ids: np.ndarray, chars: list[str], order: int = 6):
+        self.order, self.v, self.chars = order, len(chars), chars
+        self.counts: dict[tuple, Counter] = defaultdict(Counter)
+        seq = ids.tolist()
+        for k in range(order):  # context length k
+            for i in range(k, len(seq)):
+                self.counts[tuple(seq[i - k:i])][seq[i]] += 1
+        self._cache: dict[tuple, np.ndarray] = {}
+
+    def probs(self, context) -> np.ndarray:
+        context = tuple(context[-(self.order - 1):]) if self.order > 1 else ()
+        if context in self._cache:
+            return self._cache[context]
+        p = np.full(self.v, 1.0 / self.v)
+        for k in range(0, len(context) + 1):
+            counter = self.counts.get(context[len(context) - k:])
+            if not counter:
+                break
+            total, types = sum(counter.values()), len(counter)
+            dense = np.zeros(self.v)
+            dense[list(counter)] = list(counter.values())
+            p = (dense + types * p) / (total + types)
+        if len(self._cache) < 200_000:
+            self._cache[context] = p
+        return p
+
+    def start(self, ids: np.ndarray):
+        states = [tuple(ids[-(self.order - 1):].tolist())]
+        return states, np.stack([self.probs(s) for s in states])
+
+    def advance(self, states, rows: np.ndarray, ids: np.ndarray):
+        states = [(states[r] + (int(i),))[-(self.order - 1):] for r, i in zip(rows, ids)]
+        return states, np.stack([self.probs(s) for s in states])
+
+
+# ---------------------------------------------------------------- search
+
+
+def is_word_char(c: str) -> bool:
+    return c.isalpha() or c == "'"
+
+
+def trailing_word(text: str) -> str:
+    match = re.search(r"[^\W\d_']*'?[^\W\d_]*$", text)
+    return match.group(0) if match else ""
+
+
+def beam_words(lm, ids: np.ndarray, prefix: str = "", k: int = 3, beam: int = 8, max_len: int = 18):
+    """Top-k words that continue `ids`, each finished by a word boundary; (word, probability).
+
+    `prefix` is the part of the current word already typed (it is in `ids` too).
+    A word's probability is P(its remaining letters, then a boundary | text).
+    """
+    chars = lm.chars
+    word_mask = np.array([is_word_char(c) for c in chars])
+    states, probs = lm.start(ids)
+    beams = [(prefix, 0.0)]
+    done: dict[str, float] = {}
+    for _ in range(max_len):
+        logp = np.log(np.maximum(probs, 1e-12))
+        cands = []
+        for b, (word, lp) in enumerate(beams):
+            if word:  # the word may end here: probability of any boundary character
+                end = lp + math.log(max(float(probs[b][~word_mask].sum()), 1e-12))
+                done[word] = np.logaddexp(done.get(word, -np.inf), end)
+            for cid in np.argsort(np.where(word_mask, logp[b], -np.inf))[::-1][:beam]:
+                cands.append((lp + logp[b, cid], b, int(cid)))
+        cands.sort(reverse=True)
+        cands = cands[:beam]
+        best = sorted(done.values(), reverse=True)
+        if not cands or (len(best) >= k and best[k - 1] >= cands[0][0]):
+            break
+        rows = np.array([b for _, b, _ in cands])
+        states, probs = lm.advance(states, rows, np.array([c for _, _, c in cands]))
+        beams = [(beams[b][0] + chars[c], lp) for lp, b, c in cands]
+    ranked = sorted(done.items(), key=lambda kv: -kv[1])[:k]
+    return [(w, float(np.exp(lp))) for w, lp in ranked]
+
+
+@dataclass
+class Suggestions:
+    completions: list  # (word, probability): finish the current word (or the next word after a space)
+    next_words: list  # (word, probability): the word after the best completion
+    partial: str  # the part of the current word already typed
+    dropped: list  # characters the model does not know (left out)
+
+
+def suggest(lm, vocab: dict, text: str, k: int = 3) -> Suggestions:
+    ids, dropped = encode(text, vocab)
+    clean = "".join(vocab["chars"][i] for i in ids)
+    partial = trailing_word(clean)
+    completions = beam_words(lm, ids, partial, k)
+    next_words = []
+    if completions:
+        rest = completions[0][0][len(partial):] + " "
+        more, _ = encode(rest, vocab)
+        next_words = beam_words(lm, np.concatenate([ids, more]), "", k)
+    return Suggestions(completions, next_words, partial, dropped)
+
+
+def generate(lm, vocab: dict, text: str, n_words: int = 10, temperature: float = 0.7, seed=None) -> str:
+    """Sample a continuation of about `n_words` words at a temperature."""
+    rng = np.random.default_rng(seed)
+    ids, _ = encode(text, vocab)
+    states, probs = lm.start(ids)
+    out, words = [], 0
+    for _ in range(n_words * 15):
+        logits = np.log(np.maximum(probs[0], 1e-12)) / max(temperature, 1e-3)
+        p = np.exp(logits - logits.max())
+        cid = int(rng.choice(len(p), p=p / p.sum()))
+        char = vocab["chars"][cid]
+        if not is_word_char(char) and out and is_word_char(out[-1]):
+            words += 1
+            if words >= n_words:
+                break
+        out.append(char)
+        states, probs = lm.advance(states, np.array([0]), np.array([cid]))
+    return "".join(out)
+
+
+# ---------------------------------------------------------------- train / evaluate
+
+
+def prepare(text: str, settings: Settings, vocab: dict | None = None):
+    """Normalized ids of the training and held-out parts, and the vocabulary."""
+    text = normalize(text)
+    text = text[: max(settings.window * 4, int(len(text) * settings.data_fraction))]
+    vocab = vocab or build_vocab(text)
+    ids, _ = encode(text, vocab)
+    train_ids, held_ids = split(ids, settings.holdout)
+    return train_ids, held_ids, vocab
+
+
+def train(settings: Settings, run, corpus=None, data_dir=None, promote: str = "never", text: str | None = None,
+          name: str = TASK):
+    import keras
+
+    from pipelines.training import fit_and_save
+
+    text = text if text is not None else load_corpus(corpus, data_dir)
+    keras.utils.set_random_seed(settings.seed)
+    train_ids, held_ids, vocab = prepare(text, settings)
+    fit_ids, val_ids = split(train_ids, 0.05)  # validation inside the training part
+    counts = np.bincount(train_ids, minlength=len(vocab["chars"]))
+    top = np.argsort(counts)[::-1][:30]
+    core.write_data_view(run.dir, {repr(vocab["chars"][i])[1:-1]: counts[i] for i in top})
+    model = build_model(settings, len(vocab["chars"]))
+    steps = len(window_starts(len(fit_ids), settings.window, settings.step)) // settings.batch_size + 1
+    compile_model(model, settings, settings.epochs * steps)
+    return fit_and_save(
+        run, model, make_dataset(fit_ids, settings, shuffle=True), make_dataset(val_ids, settings, shuffle=False),
+        settings=settings, epochs=settings.epochs, batch_size=settings.batch_size,
+        evaluate=lambda m: evaluate(m, vocab, train_ids, held_ids, settings.window),
+        score_key="bits_per_char", higher_is_better=False,
+        data_hash=core.sha256_bytes(text.encode()), extras={"vocab.json": vocab}, promote=promote,
+        card_extra={"corpus": Path(corpus).stem if corpus else "nietzsche", "corpus_chars": len(text),
+                    "vocab_size": len(vocab["chars"])}, name=name,
+    )
+
+
+def next_word_cases(held_ids: np.ndarray, vocab: dict, n: int = 200, window: int = 40, seed: int = 0):
+    """(context ids, true next word) at word starts in held-out text."""
+    text = "".join(vocab["chars"][i] for i in held_ids)
+    starts = [m.start() for m in re.finditer(r"(?<= )[a-z']+", text) if m.start() >= window]
+    rng = np.random.default_rng(seed)
+    picks = sorted(rng.choice(len(starts), size=min(n, len(starts)), replace=False)) if starts else []
+    return [(held_ids[starts[i] - window:starts[i]], re.match(r"[a-z']+", text[starts[i]:]).group(0)) for i in picks]
+
+
+def score_lm(lm, window_probs: np.ndarray, targets: np.ndarray, cases) -> dict:
+    p_true = np.maximum(window_probs[np.arange(len(targets)), targets], 1e-12)
+    hits = [word in [w for w, _ in beam_words(lm, ctx, "", 3)] for ctx, word in cases]
+    return {
+        "bits_per_char": float(-np.log2(p_true).mean()),
+        "next_char_top1": float((window_probs.argmax(1) == targets).mean()),
+        "next_word_top3": float(np.mean(hits)) if hits else 0.0,
+        "n_windows": int(len(targets)), "n_words": len(hits),
+    }
+
+
+def evaluate(model, vocab: dict, train_ids: np.ndarray, held_ids: np.ndarray, window: int = 40,
+             max_windows: int = 20_000, n_words: int = 200) -> dict:
+    """Held-out metrics of the model and of an n-gram fitted on the same training text."""
+    starts = window_starts(len(held_ids), window, 3)[:max_windows]
+    windows = np.stack([held_ids[s:s + window] for s in starts]) if len(starts) else np.zeros((0, window), np.int32)
+    targets = held_ids[starts + window]
+    cases = next_word_cases(held_ids, vocab, n_words, window)
+    lm = KerasLM(model, vocab, window)
+    report = score_lm(lm, lm.window_probs(windows, model), targets, cases)
+    ngram = NgramLM(train_ids, vocab["chars"])
+    ngram_probs = np.stack([ngram.probs(w.tolist()) for w in windows]) if len(windows) else np.zeros((0, 1))
+    report["ngram"] = score_lm(ngram, ngram_probs, targets, cases)
+    report["ngram"]["order"] = ngram.order
+    return report
+
+
+def load(name: str = TASK):
+    """(KerasLM, vocab, card) of an active text model (`text` or `text-<corpus>`)."""
+    model = core.load_model(core.model_path(name))
+    vocab = core.read_json(core.models_dir() / f"{name}.vocab.json")
+    if not vocab or "chars" not in vocab:
+        raise core.ModelUnavailable(f"The vocabulary {name}.vocab.json is missing or unreadable; retrain the model.")
+    card = core.active_card(name) or {}
+    return KerasLM(model, vocab, card.get("settings", {}).get("window", 40)), vocab, card
+
+
+# ---------------------------------------------------------------- command line
+
+
+def main(argv=None):
+    from pipelines import runs
+
+    parser = argparse.ArgumentParser(prog="python -m pipelines.text", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train a model into a run folder")
+    e = sub.add_parser("evaluate", help="print held-out metrics (and the n-gram's) as JSON")
+    c = sub.add_parser("complete", help="suggest words and generate a continuation")
+    for p in (t, e):
+        p.add_argument("--corpus", help="a plain-text file")
+        p.add_argument("--data-dir", help="folder with text/nietzsche.txt (default: $DATA_DIR)")
+    for p in (e, c):
+        p.add_argument("--name", default=TASK, help="model name in models/ (text, text-sherlock, ...)")
+    c.add_argument("prompt")
+    c.add_argument("--words", type=int, default=8)
+    c.add_argument("--temperature", type=float, default=0.6)
+    t.add_argument("--arch", choices=("default", "baseline"), default="default")
+    for name, typ in (("epochs", int), ("batch-size", int), ("learning-rate", float), ("data-fraction", float),
+                      ("units", int), ("seed", int)):
+        t.add_argument(f"--{name}", type=typ)
+    t.add_argument("--promote", choices=("never", "always", "if-better"), default="never")
+    t.add_argument("--name", default=TASK, help="registry name to promote to, e.g. text-sherlock")
+    t.add_argument("--run-dir", help="run folder made by the Training page")
+    args = parser.parse_args(argv)
+
+    if args.cmd == "complete":
+        lm, vocab, _ = load(args.name)
+        s = suggest(lm, vocab, args.prompt)
+        print(json.dumps({"completions": s.completions, "next_words": s.next_words, "dropped": s.dropped,
+                          "generated": generate(lm, vocab, args.prompt, args.words, args.temperature)}, indent=1))
+        return
+    if args.cmd == "evaluate":
+        model = core.load_model(core.model_path(args.name))
+        card = core.active_card(args.name) or {}
+        settings = Settings(**{k: v for k, v in card.get("settings", {}).items() if k in Settings.__dataclass_fields__})
+        vocab = core.read_json(core.models_dir() / f"{args.name}.vocab.json")
+        train_ids, held_ids, _ = prepare(load_corpus(args.corpus, args.data_dir), settings, vocab)
+        print(json.dumps(evaluate(model, vocab, train_ids, held_ids, settings.window), indent=1))
+        return
+    settings = Settings.baseline() if args.arch == "baseline" else Settings()
+    for key in ("epochs", "batch_size", "learning_rate", "data_fraction", "units", "seed"):
+        if getattr(args, key) is not None:
+            setattr(settings, key, getattr(args, key))
+    run = runs.open_run(TASK, args.run_dir, settings)
+    with runs.running(run):
+        card = train(settings, run, args.corpus, args.data_dir, promote=args.promote, name=args.name)
+    if card:
+        print(json.dumps({"run": run.id, "bits_per_char": card["test"]["bits_per_char"],
+                          "ngram_bits_per_char": card["test"]["ngram"]["bits_per_char"]}))
+
+
+if __name__ == "__main__":
+    core.run_cli(main)

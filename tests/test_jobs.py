@@ -1,0 +1,85 @@
+"""Integration: training jobs started the way the Training page starts them."""
+
+import time
+
+import numpy as np
+import pytest
+from conftest import synthetic_mnist
+
+from pipelines import core, runs
+
+
+@pytest.fixture
+def mnist_dir(tmp_path):
+    x, y = synthetic_mnist(30)
+    np.savez_compressed(tmp_path / "mnist.npz", x_train=x, y_train=y, x_test=x[:50], y_test=y[:50])
+    return tmp_path
+
+
+def wait_for(predicate, timeout=180):
+    end = time.time() + timeout
+    while time.time() < end:
+        if value := predicate():
+            return value
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")
+
+
+def form(mnist_dir, **kw):
+    return {"arch": "default", "epochs": 1, "batch_size": 32, "learning_rate": 1e-3, "data_fraction": 1.0,
+            "augment": True, "data_dir": str(mnist_dir), **kw}
+
+
+def test_validate_and_args():
+    assert runs.validate("digits", {"epochs": 0, "learning_rate": 5.0}) == [
+        "epochs must be between 1 and 200 (got 0)", "learning rate must be between 1e-05 and 1 (got 5.0)"]
+    assert "corpus file" in runs.validate("text", {"corpus": "/nope.txt"})[0]
+    assert runs.validate("digits", {"epochs": 3, "batch_size": 64}) == []
+    args = runs.train_args("digits", {"epochs": 2, "augment": False, "with_feedback": True, "auto_promote": True})
+    assert args == ["--arch", "default", "--epochs", "2", "--no-augment", "--with-feedback", "--promote", "if-better"]
+    assert "--no-augment" not in runs.train_args("text", {"augment": False})
+
+
+def test_a_job_writes_metrics_and_finishes(mnist_dir):
+    run = runs.launch("digits", runs.train_args("digits", form(mnist_dir, auto_promote=True)))
+    with pytest.raises(RuntimeError, match="already running"):
+        runs.launch("digits", [])
+    wait_for(lambda: run.state not in runs.ACTIVE_STATES)
+    assert run.state == "finished", run.log_tail()
+    rows = run.metrics()
+    assert any(r["kind"] == "epoch" and "val_accuracy" in r for r in rows)
+    assert runs.progress(run)[0] == 1.0
+    assert run.card()["test"]["n"] == 50
+    assert core.active_card("digits")["run"] == run.id  # nothing was active: it wins
+    assert core.read_json(run.dir / "data.json")["distribution"] and (run.dir / "samples.png").exists()
+    row = runs.summary(run)
+    assert row["status"] == "finished" and row["test"].startswith("accuracy")
+
+
+def test_a_killed_job_fails_and_leaves_the_active_model_alone(mnist_dir):
+    first = runs.launch("digits", runs.train_args("digits", form(mnist_dir, auto_promote=True)))
+    wait_for(lambda: first.state == "finished")
+    before = core.model_path("digits").read_bytes()
+    run = runs.launch("digits", runs.train_args("digits", form(mnist_dir, epochs=200, auto_promote=True)))
+    wait_for(lambda: any(r["kind"] == "batch" for r in run.metrics()))
+    runs.kill(run)
+    wait_for(lambda: run.state == "failed")
+    assert "died" in run.status()["error"]
+    assert core.model_path("digits").read_bytes() == before
+    assert core.active_card("digits")["run"] == first.id
+
+
+def test_stop_keeps_the_best_checkpoint_and_promotes_nothing(mnist_dir):
+    run = runs.launch("digits", runs.train_args("digits", form(mnist_dir, epochs=200, auto_promote=True)))
+    wait_for(lambda: any(r["kind"] == "epoch" for r in run.metrics()))
+    run.request_stop()
+    wait_for(lambda: run.state not in runs.ACTIVE_STATES, timeout=60)
+    assert run.state == "stopped" and (run.dir / "best.keras").exists()
+    assert not core.model_path("digits").exists()
+
+
+def test_a_crash_is_recorded_with_its_message(tmp_path):
+    (tmp_path / "mnist.npz").write_bytes(b"not a zip")
+    run = runs.launch("digits", ["--data-dir", str(tmp_path), "--epochs", "1"])
+    wait_for(lambda: run.state not in runs.ACTIVE_STATES, timeout=120)
+    assert run.state == "failed" and "not a readable MNIST file" in run.status()["error"]

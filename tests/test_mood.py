@@ -1,0 +1,141 @@
+"""Unit tests of pipelines.mood (data forms, faces, model, training) and pipelines.songs."""
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import face_photo, jpeg, synthetic_faces
+
+from pipelines import core, mood, songs
+
+
+def test_load_npz_csv_and_folders(tmp_path):
+    x, y = synthetic_faces(14)
+    (tmp_path / "npz").mkdir()
+    np.savez(tmp_path / "npz" / "fer2013.npz", x_train=x, y_train=y, x_test=x[:7], y_test=y[:7],
+             test_split=np.array([0, 0, 0, 1, 1, 1, 1], np.uint8))
+    d = mood.load_data(tmp_path / "npz")
+    assert d.x_train.shape == (14, 48, 48) and d.test_split.sum() == 4
+
+    (tmp_path / "csv").mkdir()
+    usage = ["Training"] * 10 + ["PublicTest"] * 2 + ["PrivateTest"] * 2
+    pd.DataFrame({"emotion": y, "pixels": [" ".join(map(str, im.ravel())) for im in x], "Usage": usage}) \
+        .to_csv(tmp_path / "csv" / "fer2013.csv", index=False)
+    d = mood.load_data(tmp_path / "csv")
+    assert d.x_train.shape == (10, 48, 48) and d.test_split.tolist() == [0, 0, 1, 1]
+    np.testing.assert_array_equal(d.x_train, x[:10])
+
+    for split in ("train", "test"):
+        for i, (im, label) in enumerate(zip(x, y)):
+            folder = tmp_path / "folders" / split / mood.CLASSES[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(folder / f"im{i}.png"), im)
+    d = mood.load_data(tmp_path / "folders")
+    assert d.x_train.shape == (14, 48, 48) and sorted(d.y_train.tolist()) == sorted(y.tolist())
+
+
+def test_missing_data_says_what_to_put_where(tmp_path):
+    with pytest.raises(core.DataUnavailable, match="fer2013.npz"):
+        mood.load_data(tmp_path)
+    with pytest.raises(core.DataUnavailable, match="DATA_DIR"):
+        mood.load_data(None)
+
+
+def test_class_weights_lift_the_rare_class():
+    y = np.array([0] * 100 + [1] * 10 + [3] * 200)
+    w = mood.class_weights(y)
+    assert w[1] > w[0] > w[3]
+
+
+@pytest.mark.parametrize("arch", ["default", "baseline"])
+def test_model_shapes(arch):
+    model = mood.build_model(mood.Settings(arch=arch))
+    assert model.output_shape == (None, 7)
+    probs = mood.predict(model, np.zeros((3, 48, 48), np.uint8))
+    assert probs.shape == (3, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_augment_keeps_range():
+    x = np.random.default_rng(0).random((4, 48, 48, 1)).astype(np.float32)
+    out = np.asarray(mood.augment_batch(x))
+    assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
+
+
+def test_crop_and_normalisation():
+    gray = np.arange(200 * 300, dtype=np.uint32).reshape(200, 300).astype(np.uint8)
+    crop = mood.crop_face(gray, (10, 10, 100, 100))
+    assert crop.shape == (48, 48) and crop.dtype == np.uint8
+    edge = mood.crop_face(gray, (250, 150, 60, 60))  # runs off the photo: padded, not broken
+    assert edge.shape == (48, 48)
+    x = mood.normalize(np.full((2, 48, 48), 255, np.uint8))
+    assert x.shape == (2, 48, 48, 1) and x.max() == 1.0
+
+
+def test_faces_found_in_a_portrait_and_none_in_noise():
+    photo = face_photo()
+    assert len(mood.find_faces(photo)) == 1
+    assert len(mood.find_faces(np.concatenate([photo, photo], 1))) == 2
+    assert mood.find_faces(np.full((480, 640, 3), 128, np.uint8)) == []
+
+
+def test_read_photo_labels_every_face():
+    photo = np.concatenate([face_photo(), face_photo()], 1)
+    reading = mood.read_photo(lambda x: np.tile(np.eye(7)[3], (len(x), 1)), photo)
+    assert [f.mood for f in reading.faces] == ["happy", "happy"]
+    assert reading.image.shape == photo.shape and not np.array_equal(reading.image, photo)
+
+
+def test_decode_rejects_corrupt_and_huge_files():
+    with pytest.raises(ValueError, match="not an image"):
+        mood.decode_image(b"\x89PNG garbage")
+    with pytest.raises(ValueError, match="empty"):
+        mood.decode_image(b"")
+    with pytest.raises(ValueError, match="too large"):
+        mood.decode_image(jpeg(np.zeros((100, 100, 3), np.uint8)), max_pixels=5000)
+    assert mood.decode_image(jpeg(face_photo())).shape == (600, 512, 3)
+
+
+def test_train_one_epoch_saves_reloads_and_predicts_the_same(tiny_mood_model, monkeypatch):
+    run, card, models = tiny_mood_model
+    monkeypatch.setenv("MODELS_DIR", str(models))
+    assert run.state == "finished"
+    assert {"public_test_accuracy", "private_test_accuracy", "per_class"} <= card["test"].keys()
+    x, _ = synthetic_faces(7)
+    fn, active = mood.load()
+    np.testing.assert_allclose(fn(x), mood.predict(core.load_model(run.dir / "model.keras"), x), atol=1e-5)
+    assert active["run"] == run.id
+
+
+# ---------------------------------------------------------------- songs
+
+
+def test_catalog_is_valid_and_large():
+    catalog = songs.load_catalog()
+    assert len(catalog) >= 150 and not catalog.duplicated(["title", "artist"]).any()
+
+
+@pytest.mark.parametrize("mood_name", mood.CLASSES)
+@pytest.mark.parametrize("mode", ["match", "lift"])
+def test_recommendations_are_ordered_and_diverse(mood_name, mode):
+    picks = songs.recommend(songs.load_catalog(), mood_name, mode, n=8)
+    assert len(picks) == 8 and picks.artist.is_unique
+    assert picks.distance.is_monotonic_increasing
+    assert picks.link.str.startswith("https://").all()
+
+
+def test_lift_is_happier_than_match_for_sad():
+    catalog = songs.load_catalog()
+    assert songs.recommend(catalog, "sad", "lift").valence.mean() > songs.recommend(catalog, "sad", "match").valence.mean() + 0.2
+
+
+@pytest.mark.parametrize("csv, message", [
+    (b"title,artist\nx,y\n", "Missing column"),
+    (b"title,artist,year,genre,valence,energy,tags\nx,y,2000,pop,1.5,0.5,\n", "valence"),
+    (b"title,artist,year,genre,valence,energy,tags\nx,,2000,pop,0.5,0.5,\n", "artist"),
+    (b"title,artist,year,genre,valence,energy,tags\n", "no songs"),
+    (b"", "Not a readable CSV"),
+    (b"\xff\xfe\x00bad", "Not a readable CSV"),
+])
+def test_bad_catalog_names_the_problem(csv, message):
+    with pytest.raises(songs.CatalogError, match=message):
+        songs.load_catalog(csv)

@@ -1,0 +1,62 @@
+"""AppTest of the mood page: no model, a face, no face, several faces, corrupt files, catalogs."""
+
+import numpy as np
+from conftest import ROOT, face_photo, jpeg
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(ROOT / "pages/mood.py")
+
+
+def run_page():
+    return AppTest.from_file(PAGE, default_timeout=60).run()
+
+
+def snapshot(at, data: bytes):
+    return at.camera_input[0].set_value(("shot.jpg", data, "image/jpeg")).run()
+
+
+def upload(at, name: str, data: bytes, mime="image/jpeg"):
+    at.radio[0].set_value("Upload").run()
+    return at.file_uploader[0].set_value((name, data, mime)).run()
+
+
+def test_no_model_gives_a_clear_message():
+    at = run_page()
+    assert not at.exception and "No trained model" in at.info[0].value
+
+
+def test_a_face_gets_a_mood_and_songs(tiny_mood_model, monkeypatch):
+    monkeypatch.setenv("MODELS_DIR", str(tiny_mood_model[2]))
+    at = snapshot(run_page(), jpeg(face_photo()))
+    assert not at.exception
+    assert at.subheader[0].value.split(" ")[0] in {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "unclear,"}
+    assert len(at.dataframe[0].value) == 8
+    assert "never stored" in at.caption[0].value
+
+
+def test_upload_with_two_faces_reads_both(tiny_mood_model, monkeypatch):
+    monkeypatch.setenv("MODELS_DIR", str(tiny_mood_model[2]))
+    photo = np.concatenate([face_photo(), face_photo()], 1)
+    at = upload(run_page(), "two.jpg", jpeg(photo))
+    assert not at.exception
+    assert any("2 faces" in m.value for m in at.markdown)
+    assert len(at.subheader) == 3  # two faces and "Songs for this mood"
+
+
+def test_photo_without_a_face(tiny_mood_model, monkeypatch):
+    monkeypatch.setenv("MODELS_DIR", str(tiny_mood_model[2]))
+    at = snapshot(run_page(), jpeg(np.full((480, 640, 3), 90, np.uint8)))
+    assert not at.exception and "No face found" in at.warning[0].value
+
+
+def test_corrupt_upload(tiny_mood_model, monkeypatch):
+    monkeypatch.setenv("MODELS_DIR", str(tiny_mood_model[2]))
+    at = upload(run_page(), "broken.jpg", b"\xff\xd8\xff this is not a jpeg")
+    assert not at.exception and "Could not read this photo" in at.error[0].value
+
+
+def test_bad_catalog_is_named(tiny_mood_model, monkeypatch):
+    monkeypatch.setenv("MODELS_DIR", str(tiny_mood_model[2]))
+    at = snapshot(run_page(), jpeg(face_photo()))
+    at.file_uploader[0].set_value(("songs.csv", b"title,artist\nx,y\n", "text/csv")).run()
+    assert not at.exception and "Missing column" in at.error[0].value

@@ -1,0 +1,132 @@
+"""Unit tests of pipelines.text: windows, vocabulary, unknown characters, search, training."""
+
+import numpy as np
+import pytest
+from conftest import TINY_TEXT as TINY
+
+from pipelines import core
+from pipelines import text as T
+
+
+class WordLM:
+    """A hand-made language model: words drawn from a fixed distribution, then a space."""
+
+    chars = [" ", "a", "b", "c"]
+    words = {"ab": 0.5, "abc": 0.3, "b": 0.2}
+
+    def _probs(self, prefix):
+        p = np.zeros(4)
+        mass = sum(v for w, v in self.words.items() if w.startswith(prefix))
+        for w, v in self.words.items():
+            if w.startswith(prefix):
+                nxt = w[len(prefix)] if len(w) > len(prefix) else " "
+                p[self.chars.index(nxt)] += v / mass
+        return p
+
+    def start(self, ids):
+        return [""], self._probs("")[None]
+
+    def advance(self, states, rows, ids):
+        states = [states[r] + self.chars[i] for r, i in zip(rows, ids)]
+        return states, np.stack([self._probs(s) for s in states])
+
+
+def test_beam_search_finds_the_top_words_with_their_probabilities():
+    words = T.beam_words(WordLM(), np.array([0]), "", k=3)
+    assert [w for w, _ in words] == ["ab", "abc", "b"]
+    np.testing.assert_allclose([p for _, p in words], [0.5, 0.3, 0.2])
+
+
+def test_beam_search_continues_a_typed_prefix():
+    lm = WordLM()
+    lm.start = lambda ids: (["a"], lm._probs("a")[None])
+    assert [w for w, _ in T.beam_words(lm, np.array([1]), "a", k=2)] == ["ab", "abc"]
+
+
+def test_window_starts_and_dataset_targets():
+    ids = np.arange(50, dtype=np.int32)
+    assert T.window_starts(50, 40, 3).tolist() == [0, 3, 6, 9]
+    base = T.Settings.baseline()
+    x, y = next(iter(T.make_dataset(ids, base, shuffle=False)))
+    assert x.shape == (4, 40) and y.numpy().tolist() == [40, 43, 46, 49]
+    x, y = next(iter(T.make_dataset(ids, T.Settings(), shuffle=False)))
+    assert y.shape == (4, 40) and (y.numpy() == x.numpy() + 1).all()
+
+
+def test_vocab_round_trip_and_unknown_characters(tmp_path):
+    vocab = T.build_vocab(T.normalize(TINY))
+    core.write_json(tmp_path / "v.json", vocab)
+    assert core.read_json(tmp_path / "v.json") == vocab
+    ids, dropped = T.encode("The CAT\u2019s \u00e9t\u00e9 \U0001F600", vocab)
+    assert dropped == ["'", "\u00e9", "\U0001F600"]  # the curly quote became "'", unknown here
+    assert "".join(vocab["chars"][i] for i in ids) == "the cats t "
+
+
+def test_trailing_word():
+    assert T.trailing_word("the free spi") == "spi"
+    assert T.trailing_word("the free ") == ""
+    assert T.trailing_word("don't") == "don't"
+
+
+def test_ngram_is_a_distribution_and_learns_patterns():
+    vocab = T.build_vocab(T.normalize(TINY))
+    ids, _ = T.encode(TINY, vocab)
+    lm = T.NgramLM(ids, vocab["chars"], order=4)
+    p = lm.probs(T.encode("the ca", vocab)[0].tolist())
+    assert p.sum() == pytest.approx(1.0) and vocab["chars"][p.argmax()] == "t"
+    assert [w for w, _ in T.beam_words(lm, T.encode("the c", vocab)[0], "c", k=1)] == ["cat"]
+
+
+def test_train_saves_and_reloads(tiny_text_model, monkeypatch):
+    run, card, models = tiny_text_model
+    monkeypatch.setenv("MODELS_DIR", str(models))
+    assert run.state == "finished"
+    assert {"bits_per_char", "next_char_top1", "next_word_top3"} <= card["test"].keys()
+    assert card["test"]["ngram"]["bits_per_char"] > 0
+    lm, vocab, active = T.load()
+    assert active["run"] == run.id and vocab == core.read_json(run.dir / "model.vocab.json")
+
+
+def test_stepwise_state_matches_the_full_model(tiny_text_model, monkeypatch):
+    _, _, models = tiny_text_model
+    monkeypatch.setenv("MODELS_DIR", str(models))
+    lm, vocab, _ = T.load()
+    model = core.load_model(core.model_path("text"))
+    ids, _ = T.encode("the cat sat on the m", vocab)
+    full = model.predict_on_batch(ids[None])[0]  # probabilities after each prefix
+    states, probs = lm.start(ids[:10])
+    np.testing.assert_allclose(probs[0], full[9], atol=1e-5)
+    for t in range(10, len(ids)):
+        states, probs = lm.advance(states, np.array([0]), ids[t:t + 1])
+        np.testing.assert_allclose(probs[0], full[t], atol=1e-5)
+
+
+@pytest.mark.parametrize("prompt", ["", "a", "the cat sat on the m" * 50, "\U0001F600\U0001F600"])
+def test_suggest_handles_any_prompt(tiny_text_model, monkeypatch, prompt):
+    _, _, models = tiny_text_model
+    monkeypatch.setenv("MODELS_DIR", str(models))
+    lm, vocab, _ = T.load()
+    s = T.suggest(lm, vocab, prompt)
+    assert len(s.completions) == 3 and all(0 < p <= 1 for _, p in s.completions)
+    assert all(w.startswith(s.partial) for w, _ in s.completions)
+    out = T.generate(lm, vocab, prompt, n_words=4, temperature=0.5, seed=0)
+    assert isinstance(out, str) and len(out.split()) <= 5
+
+
+def test_missing_vocabulary_is_a_clear_error(tiny_text_model, monkeypatch, tmp_path):
+    _, _, models = tiny_text_model
+    monkeypatch.setenv("MODELS_DIR", str(tmp_path))
+    core.atomic_copy(models / "text.keras", tmp_path / "text.keras")
+    with pytest.raises(core.ModelUnavailable, match="vocab"):
+        T.load()
+
+
+def test_corpus_missing_offline(tmp_path, monkeypatch):
+    import keras
+
+    monkeypatch.setattr(keras.utils, "get_file", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(core.DataUnavailable, match="nietzsche.txt"):
+        T.load_corpus(None, tmp_path)
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "nietzsche.txt").write_text("\ufeffHello")
+    assert T.load_corpus(None, tmp_path) == "Hello"
