@@ -39,14 +39,15 @@ class Settings:
     augment: bool = True
     class_weighting: bool = True
     label_smoothing: float = 0.1
+    mixed_precision: bool = True  # bfloat16 compute: ~1.5x faster on CPUs with AMX/AVX512-BF16
     data_fraction: float = 1.0
-    val_split: float = 0.1
+    val_split: float = 0.05
     seed: int = 0
 
     @classmethod
     def baseline(cls) -> Settings:
         return cls(arch="baseline", epochs=30, learning_rate=1e-4, augment=False, class_weighting=False,
-                   label_smoothing=0.0)
+                   label_smoothing=0.0, mixed_precision=False)
 
 
 # ---------------------------------------------------------------- data
@@ -132,6 +133,19 @@ def class_weights(y: np.ndarray) -> dict[int, float]:
 
 
 def build_model(settings: Settings):
+    """The network; with mixed precision its layers compute in bfloat16 (the policy is
+    set only while building, so nothing else in the process is affected)."""
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if settings.mixed_precision else "float32")
+    try:
+        return _build(settings)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _build(settings: Settings):
     import keras
     from keras import layers
 
@@ -153,8 +167,9 @@ def build_model(settings: Settings):
         x = layers.Dropout(0.5)(x)
     elif settings.arch == "default":
         # VGG-style blocks with batch norm, global pooling: few parameters, little overfitting.
-        for filters, drop in ((32, 0.1), (64, 0.15), (128, 0.2), (256, 0.25)):
-            for _ in range(2):
+        # One conv at full 48x48 resolution, where convs cost the most.
+        for filters, convs, drop in ((32, 1, 0.1), (64, 2, 0.15), (128, 2, 0.2), (256, 2, 0.25)):
+            for _ in range(convs):
                 x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
                 x = layers.BatchNormalization()(x)
                 x = layers.ReLU()(x)
@@ -167,7 +182,7 @@ def build_model(settings: Settings):
         x = layers.Dropout(0.4)(x)
     else:
         raise ValueError(f"unknown arch {settings.arch!r}: use 'default' or 'baseline'")
-    outputs = layers.Dense(len(CLASSES), activation="softmax")(x)
+    outputs = layers.Dense(len(CLASSES), activation="softmax", dtype="float32")(x)  # softmax in float32
     return keras.Model(inputs, outputs, name=f"mood_{settings.arch}")
 
 

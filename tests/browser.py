@@ -62,3 +62,22 @@ def chromium(video: Path | None = None):
             yield context.new_page()
         finally:
             browser.close()
+
+
+def write_y4m(rgb, path: Path, width: int = 640, height: int = 480, frames: int = 10) -> Path:
+    """A Y4M (yuv420p) video of a still image, for Chromium's fake webcam."""
+    import cv2
+    import numpy as np
+
+    h, w = rgb.shape[:2]
+    scale = min(width / w, height / h)
+    small = cv2.resize(rgb, (int(w * scale), int(h * scale)))
+    frame = np.zeros((height, width, 3), np.uint8)
+    y0, x0 = (height - small.shape[0]) // 2, (width - small.shape[1]) // 2
+    frame[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
+    yuv = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes()
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            f.write(b"FRAME\n" + yuv)
+    return path

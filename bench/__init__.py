@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.run` measures what the README claims."""

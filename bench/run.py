@@ -1,0 +1,295 @@
+"""Measure what the README claims, on the real data; write bench/results/results.{json,md}.
+
+    DATA_DIR=../shared/data python -m bench.run [--only digits,text,mood,app,load]
+
+Accuracy of each committed model on its test data, single-request latency (median, p95) of
+each page's predict path, text-pipeline memory on both books, training throughput, the
+app's peak memory with all models loaded, time to first render in a browser, and a load
+check with concurrent page runs. Needs the data in $DATA_DIR (see the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipelines import core
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def timed(fn, n: int = 200, warmup: int = 5) -> dict:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"median_ms": round(float(np.median(times)), 2), "p95_ms": round(float(np.percentile(times, 95)), 2),
+            "n": n}
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def throughput(model, dataset, steps: int = 30) -> float:
+    """Training samples per second over `steps` batches after a warm-up batch."""
+    it = iter(dataset.repeat())
+    batch = next(it)
+    model.train_on_batch(*batch)
+    seen, t0 = 0, time.perf_counter()
+    for _ in range(steps):
+        batch = next(it)
+        model.train_on_batch(*batch)
+        seen += len(batch[0])
+    return round(seen / (time.perf_counter() - t0), 1)
+
+
+# ---------------------------------------------------------------- digits
+
+
+def bench_digits(data_dir) -> dict:
+    import keras
+
+    from pipelines import digits
+
+    model = core.load_model(core.model_path("digits"))
+    x_train, y_train, x_test, y_test = digits.load_data(data_dir)
+    report = digits.evaluate(model, x_test, y_test)
+    fn = core.fast_predict(model)
+    # A drawing as the canvas sends it: an MNIST test digit blown up to 280x280 RGBA.
+    canvases = []
+    for img in x_test[:20]:
+        rgba = np.zeros((280, 560, 4), np.uint8)
+        rgba[:, 140:420, 3] = np.kron(img, np.ones((10, 10), np.uint8))
+        canvases.append(rgba)
+    i = iter(range(10**9))
+    latency = timed(lambda: digits.read_canvas(fn, canvases[next(i) % 20]))
+    settings = digits.Settings()
+    train_model = digits.build_model(settings)
+    train_model.compile(keras.optimizers.Adam(), "sparse_categorical_crossentropy")
+    ds = digits.make_dataset(x_train[:8192], y_train[:8192], settings.batch_size, True, True)
+    return {"test_accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "n_test": report["n"],
+            "read_canvas_latency": latency, "train_samples_per_s": throughput(train_model, ds)}
+
+
+# ---------------------------------------------------------------- text
+
+
+def peak_rss_of(code: str) -> float:
+    """Peak resident memory (MB) of a fresh Python running `code`."""
+    out = subprocess.run([sys.executable, "-c", code + "\nimport resource;print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
+                         capture_output=True, text=True, cwd=core.ROOT, check=True)
+    return round(int(out.stdout.strip().splitlines()[-1]) / 1024, 1)
+
+
+def bench_text(data_dir) -> dict:
+    import keras
+
+    from pipelines import text
+
+    directory = core.data_dir(data_dir)
+    model = core.load_model(core.model_path("text"))
+    card = core.active_card("text")
+    vocab = core.read_json(core.models_dir() / "text.vocab.json")
+    settings = text.Settings(**{k: v for k, v in card["settings"].items() if k in text.Settings.__dataclass_fields__})
+    train_ids, held_ids, _ = text.prepare(text.load_corpus(None, directory), settings, vocab)
+    report = text.evaluate(model, vocab, train_ids, held_ids, settings.window, n_words=500)
+    lm = text.KerasLM(model, vocab)
+    prompt = "the free spirit is a kind of man who has"[:40]
+    latency = timed(lambda: text.suggest(lm, vocab, prompt), n=50)
+    # Memory of one pass over all training windows through tf.data, for growing corpora.
+    memory = {}
+    books = {"nietzsche": directory / "text" / "nietzsche.txt", "sherlock_holmes": directory / "text" / "sherlock_holmes.txt"}
+    for name, path in books.items():
+        for times in (1, 8):
+            code = (f"from pipelines import text as T\nimport numpy as np\ns=T.Settings()\n"
+                    f"t=T.normalize(open({str(path)!r}, encoding='utf-8-sig').read())*{times}\n"
+                    f"ids,_=T.encode(t,T.build_vocab(t))\n"
+                    f"n=sum(1 for _ in T.make_dataset(ids,s,shuffle=True))\nprint(len(t))")
+            memory[f"{name} x{times}"] = peak_rss_of(code)
+    train_model = text.build_model(settings, len(vocab["chars"]))
+    train_model.compile(keras.optimizers.Adam(), "sparse_categorical_crossentropy")
+    rate = throughput(train_model, text.make_dataset(train_ids, settings, shuffle=True))
+    return {"heldout": report, "suggest_latency_40_chars": latency, "peak_rss_mb_one_epoch_of_windows": memory,
+            "train_samples_per_s": rate}
+
+
+# ---------------------------------------------------------------- mood
+
+
+def bench_mood(data_dir) -> dict:
+    import cv2
+    import keras
+
+    from pipelines import mood
+
+    model = core.load_model(core.model_path("mood"))
+    data = mood.load_data(data_dir)
+    report = mood.evaluate(model, data)
+    fn = mood.predict_fn(model)
+    import matplotlib.cbook
+
+    photo = cv2.cvtColor(cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
+                         cv2.COLOR_BGR2RGB)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    small = cv2.resize(photo, (410, 480))
+    frame[:, 115:525] = small
+    assert len(mood.find_faces(frame)) == 1
+    latency = timed(lambda: mood.read_photo(fn, frame), n=100)
+    settings = mood.Settings()
+    train_model = mood.build_model(settings)
+    train_model.compile(keras.optimizers.Adam(), "categorical_crossentropy")
+    ds = mood.make_dataset(data.x_train[:4096], data.y_train[:4096], settings.batch_size, True, True)
+    return {"test": {k: report[k] for k in ("accuracy", "public_test_accuracy", "private_test_accuracy", "macro_f1")},
+            "per_class_f1": {k: v["f1"] for k, v in report["per_class"].items()},
+            "detect_and_classify_640x480_latency": latency, "train_samples_per_s": throughput(train_model, ds)}
+
+
+# ---------------------------------------------------------------- app
+
+
+def bench_app() -> dict:
+    code = ("from pipelines import digits, text, mood\nimport numpy as np\n"
+            "p,_=digits.load(); p(np.zeros((1,28,28,1),np.float32))\n"
+            "lm,v,_=text.load(); text.suggest(lm,v,'the free spi')\n"
+            "f,_=mood.load(); f(np.zeros((1,48,48),np.uint8))")
+    first_render = time_to_first_render()
+    return {"peak_rss_mb_all_models_loaded": peak_rss_of(code), "streamlit_run_to_first_render_s": first_render}
+
+
+def time_to_first_render() -> float:
+    sys.path.insert(0, str(core.ROOT / "tests"))
+    from browser import chromium, streamlit_server
+
+    t0 = time.perf_counter()
+    with streamlit_server({}) as url, chromium() as page:
+        page.goto(f"{url}/digits")
+        page.locator("canvas.upper-canvas").wait_for(timeout=120_000)
+        return round(time.perf_counter() - t0, 2)
+
+
+def bench_load(sessions: int = 6) -> dict:
+    """Concurrent AppTest sessions on the digits and mood pages, each with an input."""
+    import types
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+    import matplotlib.cbook
+    from streamlit.testing.v1 import AppTest
+
+    photo = cv2.imencode(".jpg", cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))[1]
+    rgba = np.zeros((280, 560, 4), np.uint8)
+    cv2.putText(rgba[..., 3], "42", (150, 220), cv2.FONT_HERSHEY_SIMPLEX, 7, 255, 18)
+    sys.modules["streamlit_drawable_canvas"] = types.SimpleNamespace(
+        st_canvas=lambda **kw: types.SimpleNamespace(image_data=rgba))
+
+    def digits_session():
+        t0 = time.perf_counter()
+        at = AppTest.from_file(str(core.ROOT / "pages/digits.py"), default_timeout=120).run()
+        return "digits", time.perf_counter() - t0, bool(at.exception), at.metric[0].value if at.metric else None
+
+    def mood_session():
+        at = AppTest.from_file(str(core.ROOT / "pages/mood.py"), default_timeout=120).run()
+        t0 = time.perf_counter()
+        at.camera_input[0].set_value(("shot.jpg", photo.tobytes(), "image/jpeg")).run()
+        return "mood", time.perf_counter() - t0, bool(at.exception), at.subheader[0].value if at.subheader else None
+
+    # Warm the model caches once, as a running app would have.
+    digits_session(), mood_session()
+    jobs = [digits_session, mood_session] * (sessions // 2)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        results = list(pool.map(lambda f: f(), jobs))
+    wall = time.perf_counter() - t0
+    out = {"sessions": len(jobs), "wall_s": round(wall, 2), "errors": sum(r[2] for r in results)}
+    for page in ("digits", "mood"):
+        times = [r[1] * 1000 for r in results if r[0] == page]
+        out[f"{page}_ms"] = {"median": round(float(np.median(times)), 1), "max": round(float(np.max(times)), 1)}
+        out[f"{page}_answers"] = sorted({str(r[3]) for r in results if r[0] == page})
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = [f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), Python {m['python']}.", "",
+             "| what | value |", "| --- | --- |"]
+
+    def row(name, value):
+        lines.append(f"| {name} | {value} |")
+
+    if d := results.get("digits"):
+        row("digits: test accuracy (10,000 MNIST test images)", f"{d['test_accuracy']:.2%}")
+        row("digits: preprocess + predict one drawing", _lat(d["read_canvas_latency"]))
+        row("digits: training throughput", f"{d['train_samples_per_s']:.0f} samples/s")
+    if t := results.get("text"):
+        h = t["heldout"]
+        row("text: held-out bits per character (LSTM / n-gram)", f"{h['bits_per_char']:.3f} / {h['ngram']['bits_per_char']:.3f}")
+        row("text: next-word top-3 accuracy (LSTM / n-gram)", f"{h['next_word_top3']:.1%} / {h['ngram']['next_word_top3']:.1%}")
+        row("text: next-character top-1 (LSTM / n-gram)", f"{h['next_char_top1']:.1%} / {h['ngram']['next_char_top1']:.1%}")
+        row("text: suggestions for a 40-character prompt", _lat(t["suggest_latency_40_chars"]))
+        row("text: peak memory, one pass over all windows", ", ".join(f"{k} {v:.0f} MB" for k, v in t["peak_rss_mb_one_epoch_of_windows"].items()))
+        row("text: training throughput", f"{t['train_samples_per_s']:.0f} windows/s")
+    if o := results.get("mood"):
+        s = o["test"]
+        row("mood: test accuracy (7,178 FER2013 test images)", f"{s['accuracy']:.2%}")
+        row("mood: PublicTest / PrivateTest accuracy", f"{s['public_test_accuracy']:.2%} / {s['private_test_accuracy']:.2%}")
+        row("mood: per-class F1", ", ".join(f"{k} {v:.2f}" for k, v in o["per_class_f1"].items()))
+        row("mood: detect + classify a 640x480 photo", _lat(o["detect_and_classify_640x480_latency"]))
+        row("mood: training throughput", f"{o['train_samples_per_s']:.0f} samples/s")
+    if a := results.get("app"):
+        row("app: peak memory with all three models loaded", f"{a['peak_rss_mb_all_models_loaded']:.0f} MB")
+        row("app: `streamlit run` to first page rendered in Chromium", f"{a['streamlit_run_to_first_render_s']:.1f} s")
+    if lo := results.get("load"):
+        row(f"load: {lo['sessions']} concurrent page sessions (digits + mood)",
+            f"{lo['errors']} errors; digits median {lo['digits_ms']['median']:.0f} ms (max {lo['digits_ms']['max']:.0f}), "
+            f"mood median {lo['mood_ms']['median']:.0f} ms (max {lo['mood_ms']['max']:.0f})")
+    return "\n".join(lines) + "\n"
+
+
+def _lat(d: dict) -> str:
+    return f"median {d['median_ms']:.1f} ms, p95 {d['p95_ms']:.1f} ms"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", help="folder with mnist.npz, fer2013.npz, text/ (default: $DATA_DIR)")
+    parser.add_argument("--only", default="digits,text,mood,app,load")
+    args = parser.parse_args(argv)
+    if core.data_dir(args.data_dir) is None:
+        raise SystemExit("error: set DATA_DIR (or --data-dir) to the folder with mnist.npz, fer2013.npz and text/")
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "results.json"
+    results = core.read_json(path, {}) or {}
+    results["machine"] = machine()
+    steps = {"digits": lambda: bench_digits(args.data_dir), "text": lambda: bench_text(args.data_dir),
+             "mood": lambda: bench_mood(args.data_dir), "app": bench_app, "load": bench_load}
+    for name in args.only.split(","):
+        print(f"== {name}", flush=True)
+        results[name] = steps[name]()
+        print(json.dumps(results[name], indent=1, default=str)[:3000], flush=True)
+        core.write_json(path, results)
+    (RESULTS / "results.md").write_text(markdown(results), encoding="utf-8")
+    print(markdown(results))
+    print(f"peak memory of this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
