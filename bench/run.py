@@ -79,12 +79,14 @@ def bench_digits(data_dir) -> dict:
         canvases.append(rgba)
     i = iter(range(10**9))
     latency = timed(lambda: digits.read_canvas(fn, canvases[next(i) % 20]))
-    settings = digits.Settings()
-    train_model = digits.build_model(settings)
-    train_model.compile(keras.optimizers.Adam(), "sparse_categorical_crossentropy")
-    ds = digits.make_dataset(x_train[:8192], y_train[:8192], settings.batch_size, True, True)
+    rates = {}
+    for settings in (digits.Settings(), digits.Settings.baseline()):
+        train_model = digits.build_model(settings)
+        train_model.compile(keras.optimizers.Adam(), "sparse_categorical_crossentropy")
+        ds = digits.make_dataset(x_train[:8192], y_train[:8192], settings.batch_size, settings.augment, True)
+        rates[settings.arch] = throughput(train_model, ds)
     return {"test_accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "n_test": report["n"],
-            "read_canvas_latency": latency, "train_samples_per_s": throughput(train_model, ds)}
+            "read_canvas_latency": latency, "train_samples_per_s": rates}
 
 
 # ---------------------------------------------------------------- text
@@ -122,11 +124,13 @@ def bench_text(data_dir) -> dict:
                     f"ids,_=T.encode(t,T.build_vocab(t))\n"
                     f"n=sum(1 for _ in T.make_dataset(ids,s,shuffle=True))\nprint(len(t))")
             memory[f"{name} x{times}"] = peak_rss_of(code)
-    train_model = text.build_model(settings, len(vocab["chars"]))
-    train_model.compile(keras.optimizers.Adam(), "sparse_categorical_crossentropy")
-    rate = throughput(train_model, text.make_dataset(train_ids, settings, shuffle=True))
+    rates = {}
+    for s in (text.Settings(), text.Settings.baseline()):
+        train_model = text.build_model(s, len(vocab["chars"]))
+        train_model.compile(keras.optimizers.Adam(), "sparse_categorical_crossentropy")
+        rates[s.arch] = throughput(train_model, text.make_dataset(train_ids, s, shuffle=True))
     return {"heldout": report, "suggest_latency_40_chars": latency, "peak_rss_mb_one_epoch_of_windows": memory,
-            "train_samples_per_s": rate}
+            "train_samples_per_s": rates}
 
 
 # ---------------------------------------------------------------- mood
@@ -151,28 +155,23 @@ def bench_mood(data_dir) -> dict:
     frame[:, 115:525] = small
     assert len(mood.find_faces(frame)) == 1
     latency = timed(lambda: mood.read_photo(fn, frame), n=100)
-    settings = mood.Settings()
-    train_model = mood.build_model(settings)
-    train_model.compile(keras.optimizers.Adam(), "categorical_crossentropy")
-    ds = mood.make_dataset(data.x_train[:4096], data.y_train[:4096], settings.batch_size, True, True)
+    rates = {}
+    for settings in (mood.Settings(), mood.Settings.baseline()):
+        train_model = mood.build_model(settings)
+        train_model.compile(keras.optimizers.Adam(), "categorical_crossentropy")
+        ds = mood.make_dataset(data.x_train[:4096], data.y_train[:4096], settings.batch_size, settings.augment, True)
+        rates[settings.arch] = throughput(train_model, ds)
     return {"test": {k: report[k] for k in ("accuracy", "public_test_accuracy", "private_test_accuracy", "macro_f1")},
             "per_class_f1": {k: v["f1"] for k, v in report["per_class"].items()},
-            "detect_and_classify_640x480_latency": latency, "train_samples_per_s": throughput(train_model, ds)}
+            "detect_and_classify_640x480_latency": latency, "train_samples_per_s": rates}
 
 
 # ---------------------------------------------------------------- app
 
 
 def bench_app() -> dict:
-    code = ("from pipelines import digits, text, mood\nimport numpy as np\n"
-            "p,_=digits.load(); p(np.zeros((1,28,28,1),np.float32))\n"
-            "lm,v,_=text.load(); text.suggest(lm,v,'the free spi')\n"
-            "f,_=mood.load(); f(np.zeros((1,48,48),np.uint8))")
-    first_render = time_to_first_render()
-    return {"peak_rss_mb_all_models_loaded": peak_rss_of(code), "streamlit_run_to_first_render_s": first_render}
-
-
-def time_to_first_render() -> float:
+    """Time from `streamlit run` to the digits page drawn in Chromium, then the server's
+    peak memory once all three demo pages have loaded their models."""
     sys.path.insert(0, str(core.ROOT / "tests"))
     from browser import chromium, streamlit_server
 
@@ -180,7 +179,15 @@ def time_to_first_render() -> float:
     with streamlit_server({}) as url, chromium() as page:
         page.goto(f"{url}/digits")
         page.locator("canvas.upper-canvas").wait_for(timeout=120_000)
-        return round(time.perf_counter() - t0, 2)
+        first_render = round(time.perf_counter() - t0, 2)
+        page.goto(f"{url}/text")
+        page.get_by_text("Next word").wait_for(timeout=120_000)
+        page.goto(f"{url}/mood")
+        page.get_by_test_id("stCameraInput").wait_for(timeout=120_000)
+        time.sleep(2)
+        status = Path(f"/proc/{streamlit_server.proc.pid}/status").read_text()
+        peak = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
+    return {"streamlit_run_to_first_render_s": first_render, "server_peak_rss_mb_all_models_loaded": round(peak / 1024, 1)}
 
 
 def bench_load(sessions: int = 6) -> dict:
@@ -238,7 +245,7 @@ def markdown(results: dict) -> str:
     if d := results.get("digits"):
         row("digits: test accuracy (10,000 MNIST test images)", f"{d['test_accuracy']:.2%}")
         row("digits: preprocess + predict one drawing", _lat(d["read_canvas_latency"]))
-        row("digits: training throughput", f"{d['train_samples_per_s']:.0f} samples/s")
+        row("digits: training throughput (default / baseline)", _rates(d["train_samples_per_s"], "samples/s"))
     if t := results.get("text"):
         h = t["heldout"]
         row("text: held-out bits per character (LSTM / n-gram)", f"{h['bits_per_char']:.3f} / {h['ngram']['bits_per_char']:.3f}")
@@ -246,22 +253,26 @@ def markdown(results: dict) -> str:
         row("text: next-character top-1 (LSTM / n-gram)", f"{h['next_char_top1']:.1%} / {h['ngram']['next_char_top1']:.1%}")
         row("text: suggestions for a 40-character prompt", _lat(t["suggest_latency_40_chars"]))
         row("text: peak memory, one pass over all windows", ", ".join(f"{k} {v:.0f} MB" for k, v in t["peak_rss_mb_one_epoch_of_windows"].items()))
-        row("text: training throughput", f"{t['train_samples_per_s']:.0f} windows/s")
+        row("text: training throughput (default / baseline)", _rates(t["train_samples_per_s"], "windows/s"))
     if o := results.get("mood"):
         s = o["test"]
         row("mood: test accuracy (7,178 FER2013 test images)", f"{s['accuracy']:.2%}")
         row("mood: PublicTest / PrivateTest accuracy", f"{s['public_test_accuracy']:.2%} / {s['private_test_accuracy']:.2%}")
         row("mood: per-class F1", ", ".join(f"{k} {v:.2f}" for k, v in o["per_class_f1"].items()))
         row("mood: detect + classify a 640x480 photo", _lat(o["detect_and_classify_640x480_latency"]))
-        row("mood: training throughput", f"{o['train_samples_per_s']:.0f} samples/s")
+        row("mood: training throughput (default / baseline)", _rates(o["train_samples_per_s"], "samples/s"))
     if a := results.get("app"):
-        row("app: peak memory with all three models loaded", f"{a['peak_rss_mb_all_models_loaded']:.0f} MB")
+        row("app: server peak memory, all three models loaded", f"{a['server_peak_rss_mb_all_models_loaded']:.0f} MB")
         row("app: `streamlit run` to first page rendered in Chromium", f"{a['streamlit_run_to_first_render_s']:.1f} s")
     if lo := results.get("load"):
         row(f"load: {lo['sessions']} concurrent page sessions (digits + mood)",
             f"{lo['errors']} errors; digits median {lo['digits_ms']['median']:.0f} ms (max {lo['digits_ms']['max']:.0f}), "
             f"mood median {lo['mood_ms']['median']:.0f} ms (max {lo['mood_ms']['max']:.0f})")
     return "\n".join(lines) + "\n"
+
+
+def _rates(d: dict, unit: str) -> str:
+    return f"{d['default']:.0f} / {d['baseline']:.0f} {unit}"
 
 
 def _lat(d: dict) -> str:

@@ -43,7 +43,7 @@ for i, (image, probs) in enumerate(zip(reading.images, reading.probs)):
     fig = go.Figure(go.Bar(x=probs[top], y=[f"{d}" for d in top], orientation="h",
                            text=[f"{p:.1%}" for p in probs[top]], textposition="auto"))
     fig.update_layout(height=160, margin=dict(l=0, r=0, t=0, b=0), xaxis=dict(range=[0, 1], tickformat=".0%"),
-                      yaxis=dict(autorange="reversed", title="digit"))
+                      yaxis=dict(type="category", autorange="reversed", title="digit"))
     chart.plotly_chart(fig, key=f"probs-{i}")
     with teach.popover("Wrong? Teach it"):
         label = st.selectbox("The right digit", range(10), index=int(top[0]), key=f"label-{i}")

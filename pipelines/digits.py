@@ -329,13 +329,8 @@ def main(argv=None):
     for p in (t, e):
         p.add_argument("--data-dir", help="folder with mnist.npz (default: $DATA_DIR)")
     e.add_argument("--model", default=None, help="a .keras file (default: the active model)")
-    t.add_argument("--arch", choices=("default", "baseline"), default="default")
-    for name, typ in (("epochs", int), ("batch-size", int), ("learning-rate", float), ("data-fraction", float), ("seed", int)):
-        t.add_argument(f"--{name}", type=typ)
-    t.add_argument("--no-augment", action="store_true")
+    runs.add_train_flags(t)
     t.add_argument("--with-feedback", action="store_true", help="include the page's 'teach it' drawings")
-    t.add_argument("--promote", choices=("never", "always", "if-better"), default="never")
-    t.add_argument("--run-dir", help="run folder made by the Training page")
     args = parser.parse_args(argv)
 
     if args.cmd == "evaluate":
@@ -343,15 +338,9 @@ def main(argv=None):
         _, _, x_test, y_test = load_data(args.data_dir)
         print(json.dumps(evaluate(model, x_test, y_test), indent=1))
         return
-    settings = Settings.baseline() if args.arch == "baseline" else Settings()
-    for key in ("epochs", "batch_size", "learning_rate", "data_fraction", "seed"):
-        if getattr(args, key) is not None:
-            setattr(settings, key, getattr(args, key))
-    settings.augment = settings.augment and not args.no_augment
+    settings = runs.settings_from_args(Settings, args)
     settings.with_feedback = args.with_feedback
-    run = runs.open_run(TASK, args.run_dir, settings)
-    with runs.running(run):
-        card = train(settings, run, args.data_dir, promote=args.promote)
+    run, card = runs.train_from_args(TASK, settings, args, train, data_dir=args.data_dir)
     if card:
         print(json.dumps({"run": run.id, "test_accuracy": card["test"]["accuracy"]}))
 

@@ -411,12 +411,7 @@ def main(argv=None):
     p.add_argument("photo")
     for q in (t, e):
         q.add_argument("--data-dir", help="folder with FER2013 (default: $DATA_DIR)")
-    t.add_argument("--arch", choices=("default", "baseline"), default="default")
-    for name, typ in (("epochs", int), ("batch-size", int), ("learning-rate", float), ("data-fraction", float), ("seed", int)):
-        t.add_argument(f"--{name}", type=typ)
-    t.add_argument("--no-augment", action="store_true")
-    t.add_argument("--promote", choices=("never", "always", "if-better"), default="never")
-    t.add_argument("--run-dir", help="run folder made by the Training page")
+    runs.add_train_flags(t)
     args = parser.parse_args(argv)
 
     if args.cmd == "predict":
@@ -429,14 +424,8 @@ def main(argv=None):
         model = core.load_model(core.model_path(TASK))
         print(json.dumps(evaluate(model, load_data(args.data_dir)), indent=1))
         return
-    settings = Settings.baseline() if args.arch == "baseline" else Settings()
-    for key in ("epochs", "batch_size", "learning_rate", "data_fraction", "seed"):
-        if getattr(args, key) is not None:
-            setattr(settings, key, getattr(args, key))
-    settings.augment = settings.augment and not args.no_augment
-    run = runs.open_run(TASK, args.run_dir, settings)
-    with runs.running(run):
-        card = train(settings, run, args.data_dir, promote=args.promote)
+    settings = runs.settings_from_args(Settings, args)
+    run, card = runs.train_from_args(TASK, settings, args, train, data_dir=args.data_dir)
     if card:
         print(json.dumps({"run": run.id, "test_accuracy": card["test"]["accuracy"]}))
 

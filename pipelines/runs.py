@@ -266,3 +266,39 @@ def summary(run: Run) -> dict:
         "test": f"{score['name']} {score['value']:.4g}" if score else None,
         "promoted": bool(status.get("promoted")), "error": status.get("error", ""),
     }
+
+
+# ---------------------------------------------------------------- the same runs from a terminal
+
+SETTING_FLAGS = (("epochs", int), ("batch-size", int), ("learning-rate", float), ("data-fraction", float), ("seed", int))
+
+
+def add_train_flags(parser, augment: bool = True) -> None:
+    """The `train` flags every pipeline shares (they mirror the Training page's form)."""
+    parser.add_argument("--arch", choices=("default", "baseline"), default="default")
+    for name, typ in SETTING_FLAGS:
+        parser.add_argument(f"--{name}", type=typ)
+    if augment:
+        parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--promote", choices=("never", "always", "if-better"), default="never",
+                        help="make the trained model the active one (if-better: only if it beats it)")
+    parser.add_argument("--run-dir", help="run folder made by the Training page")
+
+
+def settings_from_args(settings_cls, args):
+    """The pipeline's settings: its default (or baseline), overridden by the flags given."""
+    settings = settings_cls.baseline() if args.arch == "baseline" else settings_cls()
+    for name, _ in SETTING_FLAGS + (("units", int),):
+        key = name.replace("-", "_")
+        if getattr(args, key, None) is not None:
+            setattr(settings, key, getattr(args, key))
+    if getattr(args, "no_augment", False):
+        settings.augment = False
+    return settings
+
+
+def train_from_args(task: str, settings, args, train_fn, **kwargs):
+    """Run `train_fn(settings, run, promote=..., **kwargs)` in a run folder; (run, card)."""
+    run = open_run(task, args.run_dir, settings)
+    with running(run):
+        return run, train_fn(settings, run, promote=args.promote, **kwargs)

@@ -437,13 +437,9 @@ def main(argv=None):
     c.add_argument("prompt")
     c.add_argument("--words", type=int, default=8)
     c.add_argument("--temperature", type=float, default=0.6)
-    t.add_argument("--arch", choices=("default", "baseline"), default="default")
-    for name, typ in (("epochs", int), ("batch-size", int), ("learning-rate", float), ("data-fraction", float),
-                      ("units", int), ("seed", int)):
-        t.add_argument(f"--{name}", type=typ)
-    t.add_argument("--promote", choices=("never", "always", "if-better"), default="never")
+    runs.add_train_flags(t, augment=False)
+    t.add_argument("--units", type=int, help="LSTM units")
     t.add_argument("--name", default=TASK, help="registry name to promote to, e.g. text-sherlock")
-    t.add_argument("--run-dir", help="run folder made by the Training page")
     args = parser.parse_args(argv)
 
     if args.cmd == "complete":
@@ -460,13 +456,9 @@ def main(argv=None):
         train_ids, held_ids, _ = prepare(load_corpus(args.corpus, args.data_dir), settings, vocab)
         print(json.dumps(evaluate(model, vocab, train_ids, held_ids, settings.window), indent=1))
         return
-    settings = Settings.baseline() if args.arch == "baseline" else Settings()
-    for key in ("epochs", "batch_size", "learning_rate", "data_fraction", "units", "seed"):
-        if getattr(args, key) is not None:
-            setattr(settings, key, getattr(args, key))
-    run = runs.open_run(TASK, args.run_dir, settings)
-    with runs.running(run):
-        card = train(settings, run, args.corpus, args.data_dir, promote=args.promote, name=args.name)
+    settings = runs.settings_from_args(Settings, args)
+    run, card = runs.train_from_args(TASK, settings, args, train, corpus=args.corpus, data_dir=args.data_dir,
+                                     name=args.name)
     if card:
         print(json.dumps({"run": run.id, "bits_per_char": card["test"]["bits_per_char"],
                           "ngram_bits_per_char": card["test"]["ngram"]["bits_per_char"]}))
