@@ -3,7 +3,7 @@
 Every song has a valence (0 sad .. 1 happy) and an energy (0 calm .. 1 intense); every mood
 has a target point in that plane. "Match my mood" aims at the mood's own point, "lift my
 mood" at a point nearer the pleasant side. Songs are ranked by distance to the target, with
-no artist twice in one list.
+no artist twice in one list; a song whose mood tags fit counts as a little nearer.
 
     python -m pipelines.songs sad --mode lift
 """
@@ -29,6 +29,16 @@ MATCH = {"angry": (0.25, 0.88), "disgust": (0.25, 0.60), "fear": (0.25, 0.65), "
 LIFT = {"angry": (0.65, 0.40), "disgust": (0.75, 0.55), "fear": (0.70, 0.35), "happy": (0.92, 0.82),
         "sad": (0.65, 0.50), "surprise": (0.85, 0.70), "neutral": (0.85, 0.70)}
 MODES = {"match": MATCH, "lift": LIFT}
+# Tags that fit each (mode, mood): a tagged song counts as TAG_BONUS nearer the target.
+TAGS = {
+    "match": {"angry": {"angry", "intense"}, "disgust": {"angry", "dark"}, "fear": {"fearful", "anxious", "dark"},
+              "happy": {"happy"}, "sad": {"sad", "heartbreak"}, "surprise": {"energetic", "upbeat", "dance"},
+              "neutral": {"calm"}},
+    "lift": {"angry": {"calm", "hopeful"}, "disgust": {"happy", "upbeat"}, "fear": {"calm", "hopeful"},
+             "happy": {"happy", "dance"}, "sad": {"hopeful", "happy"}, "surprise": {"happy", "dance"},
+             "neutral": {"happy", "upbeat"}},
+}
+TAG_BONUS = 0.08
 
 
 class CatalogError(ValueError):
@@ -74,12 +84,15 @@ def search_link(title: str, artist: str) -> str:
 
 
 def recommend(catalog: pd.DataFrame, mood: str, mode: str = "match", n: int = 8) -> pd.DataFrame:
-    """The n songs nearest the mood's target, one per artist, each with a search link."""
+    """The n songs nearest the mood's target (tags that fit count as nearer), one per artist,
+    each with a search link."""
     if mood not in MATCH:
         raise ValueError(f"unknown mood {mood!r}; one of {', '.join(MATCH)}")
     valence, energy = MODES[mode][mood]
-    ranked = catalog.assign(distance=((catalog.valence - valence) ** 2 + (catalog.energy - energy) ** 2) ** 0.5)
-    ranked = ranked.sort_values(["distance", "title"], kind="stable")
+    distance = ((catalog.valence - valence) ** 2 + (catalog.energy - energy) ** 2) ** 0.5
+    fits = catalog.tags.str.lower().str.split(";").apply(lambda tags: bool(TAGS[mode][mood] & set(tags)))
+    ranked = catalog.assign(distance=distance, score=distance - TAG_BONUS * fits)
+    ranked = ranked.sort_values(["score", "title"], kind="stable")
     ranked = ranked.drop_duplicates("artist").head(n)
     return ranked.assign(link=[search_link(t, a) for t, a in zip(ranked.title, ranked.artist)]).reset_index(drop=True)
 

@@ -351,6 +351,7 @@ def train(settings: Settings, run, corpus=None, data_dir=None, promote: str = "n
 
     from pipelines.training import fit_and_save
 
+    corpus_name = Path(corpus).stem if corpus else "nietzsche" if text is None else "given text"
     text = text if text is not None else load_corpus(corpus, data_dir)
     keras.utils.set_random_seed(settings.seed)
     train_ids, held_ids, vocab = prepare(text, settings)
@@ -367,7 +368,7 @@ def train(settings: Settings, run, corpus=None, data_dir=None, promote: str = "n
         evaluate=lambda m: evaluate(m, vocab, train_ids, held_ids, settings.window),
         score_key="bits_per_char", higher_is_better=False,
         data_hash=core.sha256_bytes(text.encode()), extras={"vocab.json": vocab}, promote=promote,
-        card_extra={"corpus": Path(corpus).stem if corpus else "nietzsche", "corpus_chars": len(text),
+        card_extra={"corpus": corpus_name, "corpus_chars": len(text),
                     "vocab_size": len(vocab["chars"])}, name=name,
     )
 

@@ -119,8 +119,15 @@ def test_catalog_is_valid_and_large():
 def test_recommendations_are_ordered_and_diverse(mood_name, mode):
     picks = songs.recommend(songs.load_catalog(), mood_name, mode, n=8)
     assert len(picks) == 8 and picks.artist.is_unique
-    assert picks.distance.is_monotonic_increasing
+    assert picks.score.is_monotonic_increasing
     assert picks.link.str.startswith("https://").all()
+
+
+def test_fitting_tags_rank_a_song_higher():
+    catalog = songs.validate(pd.DataFrame({
+        "title": ["a", "b"], "artist": ["x", "y"], "year": [2000, 2000], "genre": ["pop", "pop"],
+        "valence": [0.2, 0.25], "energy": [0.3, 0.3], "tags": ["calm", "sad"]}))
+    assert songs.recommend(catalog, "sad", "match").title.tolist() == ["b", "a"]
 
 
 def test_lift_is_happier_than_match_for_sad():

@@ -48,3 +48,17 @@ def test_generate_button(tiny_text_model, monkeypatch):
     at = run_page("the cat")
     next(b for b in at.button if "Generate" in b.label).click().run()
     assert not at.exception and at.session_state["generated"]
+
+
+def test_a_choice_of_model_when_several_are_trained(tiny_text_model, monkeypatch, tmp_path):
+    from pipelines import core
+
+    models = tiny_text_model[2]
+    for suffix in ("keras", "json", "vocab.json"):
+        core.atomic_copy(models / f"text.{suffix}", tmp_path / f"text.{suffix}")
+        core.atomic_copy(models / f"text.{suffix}", tmp_path / f"text-sherlock.{suffix}")
+    monkeypatch.setenv("MODELS_DIR", str(tmp_path))
+    at = run_page("the cat")
+    assert not at.exception and [o.split()[0] for o in at.selectbox[0].options] == ["text", "text-sherlock"]
+    at.selectbox[0].set_value("text-sherlock").run()
+    assert not at.exception and len([b for b in at.button if b.key and b.key.startswith("complete-")]) == 3
