@@ -66,8 +66,10 @@ class Run:
     # -- status
     def status(self) -> dict:
         status = core.read_json(self.dir / "status.json", {"state": "failed", "error": "status.json unreadable"})
-        # A job killed with SIGKILL cannot write its own epitaph: notice the dead pid.
-        if status.get("state") in ACTIVE_STATES and status.get("pid") and not _alive(status["pid"]):
+        # A job killed with SIGKILL cannot write its own epitaph: notice the dead pid. The
+        # launcher records the pid in its own file, so it never races the job's status writes.
+        pid = status.get("pid") or _read_pid(self.dir / "pid")
+        if status.get("state") in ACTIVE_STATES and pid and not _alive(pid):
             status = {**status, "state": "failed", "error": "the training process died unexpectedly"}
         return status
 
@@ -113,6 +115,13 @@ class Run:
         return (self.dir / "STOP").exists()
 
 
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -153,13 +162,13 @@ def launch(task: str, args: list[str]) -> Run:
         start_new_session=True,  # survives a Streamlit rerun and does not get its signals
     )
     log.close()
-    run.set_status("queued", pid=proc.pid)
+    core.atomic_write_text(run.dir / "pid", str(proc.pid))
     return run
 
 
 def kill(run: Run) -> None:
     """Hard stop (SIGKILL): the run ends as failed and nothing is promoted."""
-    pid = run.status().get("pid")
+    pid = run.status().get("pid") or _read_pid(run.dir / "pid")
     if pid:
         try:
             os.killpg(pid, signal.SIGKILL)

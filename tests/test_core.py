@@ -119,3 +119,11 @@ def test_metrics_logger_writes_rows_and_honours_stop():
 def test_atomic_write_leaves_no_temp(tmp_path):
     core.write_json(tmp_path / "a.json", {"t": time.time()})
     assert os.listdir(tmp_path) == ["a.json"]
+
+
+def test_a_job_that_dies_before_it_starts_reads_as_failed():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    run = runs.Run.create("digits", {})
+    (run.dir / "pid").write_text(str(proc.pid))  # what launch() records
+    assert run.state == "failed" and runs.active_run("digits") is None
