@@ -26,5 +26,5 @@ lint: setup
 test: setup chromium lint
 	$(BIN)/python -m pytest
 
-bench: setup
+bench: setup chromium
 	$(BIN)/python -m bench.run

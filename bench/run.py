@@ -200,8 +200,9 @@ def bench_load(sessions: int = 6) -> dict:
     from streamlit.testing.v1 import AppTest
 
     photo = cv2.imencode(".jpg", cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))[1]
-    rgba = np.zeros((280, 560, 4), np.uint8)
-    cv2.putText(rgba[..., 3], "42", (150, 220), cv2.FONT_HERSHEY_SIMPLEX, 7, 255, 18)
+    alpha = np.zeros((280, 560), np.uint8)
+    cv2.putText(alpha, "42", (150, 220), cv2.FONT_HERSHEY_SIMPLEX, 7, 255, 18)
+    rgba = np.dstack([np.zeros((280, 560, 3), np.uint8), alpha])
     sys.modules["streamlit_drawable_canvas"] = types.SimpleNamespace(
         st_canvas=lambda **kw: types.SimpleNamespace(image_data=rgba))
 
@@ -279,6 +280,16 @@ def _lat(d: dict) -> str:
     return f"median {d['median_ms']:.1f} ms, p95 {d['p95_ms']:.1f} ms"
 
 
+def quote_in_readme(table: str) -> None:
+    """Replace the table between the README's bench markers."""
+    readme = core.ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    start, end = "<!-- bench:start -->\n", "<!-- bench:end -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        readme.write_text(head + start + table + rest[rest.index(end):], encoding="utf-8")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", help="folder with mnist.npz, fer2013.npz, text/ (default: $DATA_DIR)")
@@ -297,8 +308,10 @@ def main(argv=None):
         results[name] = steps[name]()
         print(json.dumps(results[name], indent=1, default=str)[:3000], flush=True)
         core.write_json(path, results)
-    (RESULTS / "results.md").write_text(markdown(results), encoding="utf-8")
-    print(markdown(results))
+    table = markdown(results)
+    (RESULTS / "results.md").write_text(table, encoding="utf-8")
+    quote_in_readme(table)
+    print(table)
     print(f"peak memory of this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
