@@ -61,21 +61,29 @@ def canvas_with(text: str, width: int = 560, height: int = 280, thickness: int =
     return rgba
 
 
-@pytest.fixture(scope="session")
-def tiny_text_model(tmp_path_factory):
-    """A default-arch model trained one epoch on a tiny text, promoted into a temp models dir."""
-    from pipelines import runs, text
+def train_tiny(tmp_path_factory, task: str, settings, train, **kwargs):
+    """Train a tiny model one epoch into a temp runs/ and promote it into a temp models/.
+    Yields (run, card, models dir); the environment is restored afterwards."""
+    from pipelines import runs
 
     mp = pytest.MonkeyPatch()
-    base = tmp_path_factory.mktemp("text")
+    base = tmp_path_factory.mktemp(task)
     mp.setenv("MODELS_DIR", str(base / "models"))
     mp.setenv("RUNS_DIR", str(base / "runs"))
-    settings = text.Settings(epochs=1, units=32, embed=8, batch_size=32)
-    run = runs.Run.create("text", settings)
+    run = runs.Run.create(task, settings)
     with runs.running(run):
-        card = text.train(settings, run, text=TINY_TEXT, promote="always")
+        card = train(settings, run, promote="always", **kwargs)
     yield run, card, base / "models"
     mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tmp_path_factory):
+    """A default-arch text model trained one epoch on a tiny text."""
+    from pipelines import text
+
+    settings = text.Settings(epochs=1, units=32, embed=8, batch_size=32)
+    yield from train_tiny(tmp_path_factory, "text", settings, text.train, text=TINY_TEXT)
 
 
 def face_photo() -> np.ndarray:
@@ -102,18 +110,9 @@ def synthetic_faces(n: int = 140, seed: int = 0):
 
 @pytest.fixture(scope="session")
 def tiny_mood_model(tmp_path_factory):
-    """A default-arch mood model trained one epoch on synthetic faces, in a temp models dir."""
-    from pipelines import mood, runs
+    """A default-arch mood model trained one epoch on synthetic faces."""
+    from pipelines import mood
 
-    mp = pytest.MonkeyPatch()
-    base = tmp_path_factory.mktemp("mood")
-    mp.setenv("MODELS_DIR", str(base / "models"))
-    mp.setenv("RUNS_DIR", str(base / "runs"))
     x, y = synthetic_faces()
     data = mood.Data(x, y, x[:28], y[:28], (np.arange(28) % 2).astype(np.uint8))
-    settings = mood.Settings(epochs=1, batch_size=32)
-    run = runs.Run.create("mood", settings)
-    with runs.running(run):
-        card = mood.train(settings, run, data=data, promote="always")
-    yield run, card, base / "models"
-    mp.undo()
+    yield from train_tiny(tmp_path_factory, "mood", mood.Settings(epochs=1, batch_size=32), mood.train, data=data)
