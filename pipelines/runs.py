@@ -297,7 +297,7 @@ def add_train_flags(parser, augment: bool = True) -> None:
 def settings_from_args(settings_cls, args):
     """The pipeline's settings: its default (or baseline), overridden by the flags given."""
     settings = settings_cls.baseline() if args.arch == "baseline" else settings_cls()
-    for name, _ in SETTING_FLAGS + (("units", int),):
+    for name, _ in SETTING_FLAGS + (("units", int), ("dropout", float)):
         key = name.replace("-", "_")
         if getattr(args, key, None) is not None:
             setattr(settings, key, getattr(args, key))

@@ -82,7 +82,7 @@ def tiny_text_model(tmp_path_factory):
     """A default-arch text model trained one epoch on a tiny text."""
     from pipelines import text
 
-    settings = text.Settings(epochs=1, units=32, embed=8, batch_size=32)
+    settings = text.Settings(epochs=1, units=32, embed=8, batch_size=32, dropout=0.1)
     yield from train_tiny(tmp_path_factory, "text", settings, text.train, text=TINY_TEXT)
 
 
