@@ -37,6 +37,7 @@ class Settings:
     val_split: float = 0.1
     with_feedback: bool = False
     seed: int = 0
+    init_from: str = ""  # a .keras model to start from (fine-tuning) instead of random weights
 
     @classmethod
     def baseline(cls) -> Settings:
@@ -181,7 +182,7 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
     """Train on MNIST (or `data` = (x_train, y_train, x_test, y_test)) into the run folder."""
     import keras
 
-    from pipelines.training import fit_and_save
+    from pipelines.training import fit_and_save, warm_start
 
     x_train, y_train, x_test, y_test = data if data is not None else load_data(data_dir)
     keras.utils.set_random_seed(settings.seed)
@@ -194,7 +195,7 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
         print(f"including {len(fx)} feedback drawings (x20)", flush=True)
         x_fit, y_fit = np.concatenate([x_fit, *[fx] * 20]), np.concatenate([y_fit, *[fy] * 20])
     core.write_data_view(run.dir, class_distribution(y_fit), x_fit, y_fit)
-    model = build_model(settings)
+    model = warm_start(build_model(settings), settings.init_from)
     steps = int(np.ceil(len(x_fit) / settings.batch_size))
     lr = keras.optimizers.schedules.CosineDecay(settings.learning_rate, settings.epochs * steps, alpha=0.02)
     model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])

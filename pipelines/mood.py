@@ -43,6 +43,7 @@ class Settings:
     data_fraction: float = 1.0
     val_split: float = 0.05
     seed: int = 0
+    init_from: str = ""  # a .keras model to start from (fine-tuning) instead of random weights
 
     @classmethod
     def baseline(cls) -> Settings:
@@ -230,7 +231,7 @@ def make_dataset(x, y, batch_size: int, augment: bool, shuffle: bool, weights=No
 def train(settings: Settings, run, data_dir=None, promote: str = "never", data: Data | None = None):
     import keras
 
-    from pipelines.training import fit_and_save
+    from pipelines.training import fit_and_save, warm_start
 
     data = data if data is not None else load_data(data_dir)
     keras.utils.set_random_seed(settings.seed)
@@ -247,7 +248,7 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data: 
         weights = np.array([cw[int(c)] for c in y[fit]], np.float32)
     counts = np.bincount(y[fit], minlength=len(CLASSES))
     core.write_data_view(run.dir, dict(zip(CLASSES, counts)), x[fit], y[fit])
-    model = build_model(settings)
+    model = warm_start(build_model(settings), settings.init_from)
     steps = int(np.ceil(len(fit) / settings.batch_size))
     lr = keras.optimizers.schedules.CosineDecay(settings.learning_rate, settings.epochs * steps, alpha=0.01)
     model.compile(keras.optimizers.Adam(lr),

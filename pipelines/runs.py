@@ -289,6 +289,7 @@ def add_train_flags(parser, augment: bool = True) -> None:
         parser.add_argument(f"--{name}", type=typ)
     if augment:
         parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--init-from", help="a .keras model to fine-tune instead of starting from random weights")
     parser.add_argument("--promote", choices=("never", "always", "if-better"), default="never",
                         help="make the trained model the active one (if-better: only if it beats it)")
     parser.add_argument("--run-dir", help="run folder made by the Training page")
@@ -297,7 +298,7 @@ def add_train_flags(parser, augment: bool = True) -> None:
 def settings_from_args(settings_cls, args):
     """The pipeline's settings: its default (or baseline), overridden by the flags given."""
     settings = settings_cls.baseline() if args.arch == "baseline" else settings_cls()
-    for name, _ in SETTING_FLAGS + (("units", int), ("dropout", float)):
+    for name, _ in SETTING_FLAGS + (("units", int), ("dropout", float), ("init-from", str)):
         key = name.replace("-", "_")
         if getattr(args, key, None) is not None:
             setattr(settings, key, getattr(args, key))

@@ -48,6 +48,7 @@ class Settings:
     holdout: float = 0.1
     data_fraction: float = 1.0
     seed: int = 0
+    init_from: str = ""  # a .keras model to start from (fine-tuning) instead of random weights
 
     @classmethod
     def baseline(cls) -> Settings:
@@ -351,7 +352,7 @@ def train(settings: Settings, run, corpus=None, data_dir=None, promote: str = "n
           name: str = TASK):
     import keras
 
-    from pipelines.training import fit_and_save
+    from pipelines.training import fit_and_save, warm_start
 
     corpus_name = Path(corpus).stem if corpus else "nietzsche" if text is None else "given text"
     text = text if text is not None else load_corpus(corpus, data_dir)
@@ -361,7 +362,7 @@ def train(settings: Settings, run, corpus=None, data_dir=None, promote: str = "n
     counts = np.bincount(train_ids, minlength=len(vocab["chars"]))
     top = np.argsort(counts)[::-1][:30]
     core.write_data_view(run.dir, {repr(vocab["chars"][i])[1:-1]: counts[i] for i in top})
-    model = build_model(settings, len(vocab["chars"]))
+    model = warm_start(build_model(settings, len(vocab["chars"])), settings.init_from)
     steps = len(window_starts(len(fit_ids), settings.window, settings.step)) // settings.batch_size + 1
     compile_model(model, settings, settings.epochs * steps)
     return fit_and_save(

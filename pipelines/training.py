@@ -112,6 +112,13 @@ def fit_and_save(
     return card
 
 
+def warm_start(model, path: str):
+    """Copy the weights of a saved model with the same architecture (fine-tuning)."""
+    if path:
+        model.set_weights(core.load_model(path).get_weights())
+    return model
+
+
 def beats_active(task: str, score: dict) -> bool:
     active = (core.active_card(task) or {}).get("score")
     if not active or active.get("name") != score["name"]:

@@ -154,3 +154,13 @@ def test_mnist_missing_offline_says_where_to_put_it(tmp_path, monkeypatch):
     monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
     with pytest.raises(core.DataUnavailable, match="mnist.npz"):
         digits.load_data(tmp_path)
+
+
+def test_init_from_starts_with_the_saved_weights(tmp_path):
+    from pipelines.training import warm_start
+
+    first = digits.build_model(digits.Settings())
+    core.save_model(first, tmp_path / "m.keras")
+    second = warm_start(digits.build_model(digits.Settings(seed=1)), str(tmp_path / "m.keras"))
+    x = np.random.default_rng(0).random((2, 28, 28)).astype(np.float32)
+    np.testing.assert_allclose(digits.predict(first, x), digits.predict(second, x), atol=1e-6)
