@@ -115,7 +115,7 @@ def bench_text(data_dir) -> dict:
     prompt = "the free spirit is a kind of man who has"[:40]
     latency = timed(lambda: text.suggest(lm, vocab, prompt), n=50)
     # Memory of one pass over all training windows through tf.data, for growing corpora.
-    memory = {}
+    memory = {"no corpus (TensorFlow imported)": peak_rss_of("import tensorflow\nfrom pipelines import text")}
     books = {"nietzsche": directory / "text" / "nietzsche.txt", "sherlock_holmes": directory / "text" / "sherlock_holmes.txt"}
     for name, path in books.items():
         for times in (1, 8):
