@@ -181,7 +181,7 @@ def bench_app() -> dict:
         page.locator("canvas.upper-canvas").wait_for(timeout=120_000)
         first_render = round(time.perf_counter() - t0, 2)
         page.goto(f"{url}/text")
-        page.get_by_text("Next word").wait_for(timeout=120_000)
+        page.get_by_text("Next word", exact=True).wait_for(timeout=120_000)
         page.goto(f"{url}/mood")
         page.get_by_test_id("stCameraInput").wait_for(timeout=120_000)
         time.sleep(2)
