@@ -203,14 +203,6 @@ class KerasLM:
         probs, h, c = self._step(ids.astype(np.int32), h[rows], c[rows])
         return (h.numpy(), c.numpy()), probs.numpy()
 
-    def window_probs(self, windows: np.ndarray, model, batch_size: int = 1024) -> np.ndarray:
-        """Next-character probabilities after each full window (for held-out metrics)."""
-        out = []
-        for i in range(0, len(windows), batch_size):
-            p = model.predict_on_batch(windows[i:i + batch_size])
-            out.append(p[:, -1] if p.ndim == 3 else p)
-        return np.concatenate(out)
-
 
 class NgramLM:
     """Interpolated Witten-Bell character n-gram: the baseline the LSTM must beat."""
@@ -376,6 +368,15 @@ def train(settings: Settings, run, corpus=None, data_dir=None, promote: str = "n
     )
 
 
+def last_char_probs(model, windows: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Next-character probabilities after each full window (both architectures)."""
+    out = []
+    for i in range(0, len(windows), batch_size):
+        p = model.predict_on_batch(windows[i:i + batch_size])
+        out.append(p[:, -1] if p.ndim == 3 else p)
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]))
+
+
 def next_word_cases(held_ids: np.ndarray, vocab: dict, n: int = 200, window: int = 40, seed: int = 0):
     """(context ids, true next word) at word starts in held-out text."""
     text = "".join(vocab["chars"][i] for i in held_ids)
@@ -404,7 +405,7 @@ def evaluate(model, vocab: dict, train_ids: np.ndarray, held_ids: np.ndarray, wi
     targets = held_ids[starts + window]
     cases = next_word_cases(held_ids, vocab, n_words, window)
     lm = KerasLM(model, vocab, window)
-    report = score_lm(lm, lm.window_probs(windows, model), targets, cases)
+    report = score_lm(lm, last_char_probs(model, windows), targets, cases)
     ngram = NgramLM(train_ids, vocab["chars"])
     ngram_probs = np.stack([ngram.probs(w.tolist()) for w in windows]) if len(windows) else np.zeros((0, 1))
     report["ngram"] = score_lm(ngram, ngram_probs, targets, cases)
