@@ -208,11 +208,11 @@ def bench_load(sessions: int = 6) -> dict:
 
     def digits_session():
         t0 = time.perf_counter()
-        at = AppTest.from_file(str(core.ROOT / "pages/digits.py"), default_timeout=120).run()
+        at = AppTest.from_file(str(core.ROOT / "views/digits.py"), default_timeout=120).run()
         return "digits", time.perf_counter() - t0, bool(at.exception), at.metric[0].value if at.metric else None
 
     def mood_session():
-        at = AppTest.from_file(str(core.ROOT / "pages/mood.py"), default_timeout=120).run()
+        at = AppTest.from_file(str(core.ROOT / "views/mood.py"), default_timeout=120).run()
         t0 = time.perf_counter()
         at.camera_input[0].set_value(("shot.jpg", photo.tobytes(), "image/jpeg")).run()
         return "mood", time.perf_counter() - t0, bool(at.exception), at.subheader[0].value if at.subheader else None

@@ -7,7 +7,7 @@ import pytest
 from conftest import ROOT, canvas_with
 from streamlit.testing.v1 import AppTest
 
-PAGE = str(ROOT / "pages/digits.py")
+PAGE = str(ROOT / "views/digits.py")
 
 
 def run_page(monkeypatch, image=None):

@@ -4,7 +4,7 @@ import numpy as np
 from conftest import ROOT, face_photo, jpeg
 from streamlit.testing.v1 import AppTest
 
-PAGE = str(ROOT / "pages/mood.py")
+PAGE = str(ROOT / "views/mood.py")
 
 
 def run_page():

@@ -3,7 +3,7 @@
 from conftest import ROOT
 from streamlit.testing.v1 import AppTest
 
-PAGE = str(ROOT / "pages/text.py")
+PAGE = str(ROOT / "views/text.py")
 
 
 def run_page(prompt=None):

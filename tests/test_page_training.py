@@ -7,7 +7,7 @@ from test_core import finished_run
 
 from pipelines import core, runs
 
-PAGE = str(ROOT / "pages/training.py")
+PAGE = str(ROOT / "views/training.py")
 
 
 def run_page():

@@ -3,7 +3,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import require_model
+from views.common import require_model
 from pipelines import mood, songs
 
 MAX_UPLOAD_MB = 15

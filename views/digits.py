@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from pages.common import require_model
+from views.common import require_model
 from pipelines import digits
 
 st.title("✏️ Digits")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.common import require_model
+from views.common import require_model
 from pipelines import core
 from pipelines import text as textlm
 

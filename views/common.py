@@ -1,0 +1,49 @@
+"""Helpers shared by the pages: cached read-only models, the no-model path, cheap reruns."""
+
+from __future__ import annotations
+
+import gc
+
+import streamlit as st
+
+from pipelines import core
+
+
+def _keep_kernels() -> None:
+    """After every script run Streamlit calls `keras.backend.clear_session()` when keras is imported
+    (a full garbage collection plus TensorFlow's kernel cache, rebuilt by the next model call).
+    This server only runs inference on models it never changes, and training runs in its own
+    processes, so in the server that call has nothing to clear: make it a no-op here."""
+    import keras
+
+    keras.backend.clear_session = _no_clear_session
+
+
+def _no_clear_session(*args, **kwargs) -> None:
+    return None
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=8)
+def _load(_loader, name: str, path: str, version: float):
+    # Keyed on the file and its mtime: a promoted model gets a fresh entry, no restart needed.
+    model = _loader(name)
+    _keep_kernels()
+    # TensorFlow and the models keep ~430k objects alive for good: move them out of the
+    # collector's reach, so the collections that Python runs do not scan them on every click.
+    gc.collect()
+    gc.freeze()
+    return model
+
+
+def require_model(name: str, loader):
+    """What `loader(name)` returns for the active model `name`, or a clear message and stop."""
+    try:
+        return _load(loader, name, str(core.model_path(name)), core.model_version(name))
+    except core.ModelUnavailable as exc:
+        st.info(str(exc))
+        st.stop()
+
+
+def upload_limit_mb() -> int:
+    """The one upload limit, from .streamlit/config.toml (server.maxUploadSize)."""
+    return int(st.get_option("server.maxUploadSize"))
