@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,20 +78,30 @@ def class_distribution(y) -> dict[int, int]:
     return {int(v): int(c) for v, c in zip(values, counts)}
 
 
-def save_feedback(image: np.ndarray, label: int) -> Path:
-    """Store one corrected drawing (28x28 uint8 or float) as a PNG named by its label."""
+def save_feedback(image: np.ndarray, label: int) -> tuple[Path, bool]:
+    """Store one corrected drawing (28x28 uint8 or float) as a PNG named by its label.
+
+    The file is named by a hash of the drawing, so saving the same drawing again (a double
+    click) keeps one file: relabelled, the old label's file is replaced. Returns (path, new).
+    """
     image = np.asarray(image)
     if image.dtype != np.uint8:
         image = np.clip(image * 255, 0, 255).astype(np.uint8)
     ok, png = cv2.imencode(".png", image)
-    if not ok or not 0 <= int(label) <= 9:
+    if not ok or image.shape != (28, 28) or not 0 <= int(label) <= 9:
         raise ValueError("feedback needs a 28x28 image and a label 0-9")
-    path = core.feedback_dir() / TASK / f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}-{int(label)}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = core.feedback_dir() / TASK
+    digest = core.sha256_bytes(image.tobytes())[:16]
+    path = folder / f"{digest}-{int(label)}.png"
+    if path.exists():
+        return path, False
+    folder.mkdir(parents=True, exist_ok=True)
+    for other in folder.glob(f"{digest}-*.png"):
+        other.unlink(missing_ok=True)
     tmp = path.with_name("." + path.name)
     tmp.write_bytes(png.tobytes())
     tmp.replace(path)
-    return path
+    return path, True
 
 
 def load_feedback():

@@ -381,14 +381,23 @@ def read_photo(predict_fn, rgb: np.ndarray) -> Reading:
 
 
 def annotate(rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
+    """The photo with each face boxed and labelled on a filled tag, sized to the photo (readable
+    on a phone screen as on a large photo)."""
     out = rgb.copy()
-    thick = max(2, out.shape[1] // 300)
+    side = max(out.shape[:2])
+    thick = max(2, side // 250)
+    scale = max(0.5, side / 900)
+    colour, ink = (255, 190, 0), (20, 20, 20)
     for i, f in enumerate(faces, 1):
         x, y, w, h = f.box
-        cv2.rectangle(out, (x, y), (x + w, y + h), (255, 200, 0), thick)
+        cv2.rectangle(out, (x, y), (x + w, y + h), colour, thick)
         label = f"{i}: {f.mood} {f.probs.max():.0%}"
-        scale = max(0.5, w / 220)
-        cv2.putText(out, label, (x, max(15, y - 8)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 200, 0), thick, cv2.LINE_AA)
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        pad = max(3, th // 3)
+        top = y - th - base - 2 * pad if y - th - base - 2 * pad >= 0 else y + h  # above the box, else below
+        left = min(max(0, x - thick // 2), max(0, out.shape[1] - tw - 2 * pad))
+        cv2.rectangle(out, (left, top), (left + tw + 2 * pad, top + th + base + 2 * pad), colour, cv2.FILLED)
+        cv2.putText(out, label, (left + pad, top + pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, thick, cv2.LINE_AA)
     return out
 
 

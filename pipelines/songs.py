@@ -11,8 +11,10 @@ no artist twice in one list; a song whose mood tags fit counts as a little neare
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import urllib.parse
+from pathlib import Path
 
 import pandas as pd
 
@@ -45,35 +47,68 @@ class CatalogError(ValueError):
     """A catalog CSV that cannot be used; the message names the problem."""
 
 
+ENCODINGS = ("utf-8-sig", "cp1252")  # UTF-8 (with or without BOM), then Windows' Western encoding
+
+
+def decode(data: bytes) -> str:
+    """Text of a CSV file in UTF-8, UTF-8 with a BOM or cp1252 (what spreadsheets write)."""
+    for encoding in ENCODINGS:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise CatalogError("The file is not text in UTF-8 or Windows-1252: save it as 'CSV UTF-8' and upload it again.")
+
+
+def sniff_delimiter(text: str) -> str:
+    """The column separator: comma, semicolon (European spreadsheets), tab or pipe."""
+    try:
+        return csv.Sniffer().sniff(text[:8192], delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
 def load_catalog(source=CATALOG) -> pd.DataFrame:
     """Read and validate a catalog from a path or bytes; CatalogError says what is wrong."""
-    try:
-        data = io.BytesIO(source) if isinstance(source, bytes) else source
-        df = pd.read_csv(data, nrows=MAX_ROWS + 1)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"Not a readable CSV file: {exc}") from None
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    text = decode(data)
+    if not text.strip():
+        raise CatalogError("The file is empty.")
+    sep = sniff_delimiter(text)
+    try:  # everything as text: messages quote what the file says, and validate() converts
+        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, nrows=MAX_ROWS + 1,
+                         skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as exc:
+        raise CatalogError(f"Not a readable CSV file ({' '.join(str(exc).split())}).") from None
     return validate(df)
 
 
 def validate(df: pd.DataFrame) -> pd.DataFrame:
+    """The catalog with numeric valence and energy; CatalogError names the row, column and what was expected.
+    Row numbers are the file's line numbers (the header is line 1)."""
     df = df.rename(columns=lambda c: str(c).strip().lower())
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
-        raise CatalogError(f"Missing column(s): {', '.join(missing)}. Expected: {', '.join(COLUMNS)}.")
+        found = ", ".join(map(str, df.columns[:8]))
+        raise CatalogError(f"Missing column(s): {', '.join(missing)}. Expected the columns {', '.join(COLUMNS)}; "
+                           f"the file has: {found}.")
     if df.empty:
         raise CatalogError("The catalog has no songs.")
     if len(df) > MAX_ROWS:
         raise CatalogError(f"The catalog has more than {MAX_ROWS:,} rows.")
+    df = df.copy()
     for col in ("valence", "energy"):
-        values = pd.to_numeric(df[col], errors="coerce")
+        raw = df[col].astype(str).str.strip()
+        values = pd.to_numeric(raw.str.replace(",", ".", regex=False), errors="coerce")  # 0,5 from a spreadsheet
         bad = df.index[values.isna() | (values < 0) | (values > 1)]
         if len(bad):
-            raise CatalogError(f"Column '{col}' must be a number between 0 and 1; row {bad[0] + 2} has {df[col][bad[0]]!r}.")
-        df[col] = values
+            raise CatalogError(f"Row {bad[0] + 2}, column '{col}': expected a number between 0 and 1, "
+                               f"found '{raw[bad[0]]}'.")
+        df[col] = values.astype(float)
     for col in ("title", "artist"):
         empty = df.index[df[col].isna() | (df[col].astype(str).str.strip() == "")]
         if len(empty):
-            raise CatalogError(f"Column '{col}' is empty on row {empty[0] + 2}.")
+            raise CatalogError(f"Row {empty[0] + 2}, column '{col}': expected a name, found nothing.")
     df["tags"] = df["tags"].fillna("").astype(str)
     return df[COLUMNS].reset_index(drop=True)
 

@@ -126,10 +126,22 @@ def test_classification_report():
 def test_feedback_round_trip():
     img = np.zeros((28, 28), np.float32)
     img[5:20, 12:15] = 1
+    other = np.roll(img, 5, axis=1)
     digits.save_feedback(img, 1)
-    digits.save_feedback(img, 7)
+    digits.save_feedback(other, 7)
     x, y = digits.load_feedback()
     assert x.shape == (2, 28, 28) and sorted(y.tolist()) == [1, 7] and x.max() == 255
+
+
+def test_feedback_is_saved_once_per_drawing():
+    img = np.zeros((28, 28), np.float32)
+    img[5:20, 12:15] = 1
+    first, new = digits.save_feedback(img, 1)
+    again, new_again = digits.save_feedback(img, 1)  # a double click
+    assert new and not new_again and first == again
+    digits.save_feedback(img, 4)  # relabelled: the drawing keeps one file, with the new label
+    x, y = digits.load_feedback()
+    assert x.shape == (1, 28, 28) and y.tolist() == [4]
 
 
 def test_feedback_rejects_bad_label():

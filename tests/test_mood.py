@@ -135,14 +135,34 @@ def test_lift_is_happier_than_match_for_sad():
     assert songs.recommend(catalog, "sad", "lift").valence.mean() > songs.recommend(catalog, "sad", "match").valence.mean() + 0.2
 
 
+HEADER = "title,artist,year,genre,valence,energy,tags\n"
+
+
 @pytest.mark.parametrize("csv, message", [
-    (b"title,artist\nx,y\n", "Missing column"),
-    (b"title,artist,year,genre,valence,energy,tags\nx,y,2000,pop,1.5,0.5,\n", "valence"),
-    (b"title,artist,year,genre,valence,energy,tags\nx,,2000,pop,0.5,0.5,\n", "artist"),
-    (b"title,artist,year,genre,valence,energy,tags\n", "no songs"),
-    (b"", "Not a readable CSV"),
-    (b"\xff\xfe\x00bad", "Not a readable CSV"),
+    (b"title,artist\nx,y\n", "Missing column.*Expected the columns title, artist"),
+    (HEADER.encode() + b"x,y,2000,pop,1.5,0.5,\n", r"^Row 2, column 'valence': expected a number between 0 and 1, found '1.5'\.$"),
+    (HEADER.encode() + b"a,b,2000,pop,0.5,0.5,\nx,y,2000,pop,high,0.5,\n", r"^Row 3, column 'valence'.*found 'high'"),
+    (HEADER.encode() + b"x,,2000,pop,0.5,0.5,\n", r"^Row 2, column 'artist': expected a name"),
+    (HEADER.encode(), "no songs"),
+    (b"", "empty"),
+    (b"\x81\x8d\x8f\x90\x9d", "not text in UTF-8 or Windows-1252"),
 ])
-def test_bad_catalog_names_the_problem(csv, message):
-    with pytest.raises(songs.CatalogError, match=message):
+def test_bad_catalog_names_the_row_column_and_expectation(csv, message):
+    with pytest.raises(songs.CatalogError, match=message) as exc:
         songs.load_catalog(csv)
+    assert "np." not in str(exc.value) and "float64" not in str(exc.value)
+
+
+ROW = "Café Society;Beyoncé;2003;pop;0,8;0,7;happy\n"
+
+
+@pytest.mark.parametrize("data", [
+    (HEADER + ROW.replace(";", ",").replace("0,8", "0.8").replace("0,7", "0.7")).encode("utf-8"),
+    (HEADER + ROW.replace(";", ",").replace("0,8", "0.8").replace("0,7", "0.7")).encode("utf-8-sig"),
+    (HEADER.replace(",", ";") + ROW).encode("cp1252"),  # a European spreadsheet's export
+    (HEADER.replace(",", "\t") + ROW.replace(";", "\t")).encode("utf-8"),
+])
+def test_catalog_encodings_and_separators(data):
+    catalog = songs.load_catalog(data)
+    assert catalog.title.tolist() == ["Café Society"] and catalog.artist.tolist() == ["Beyoncé"]
+    assert catalog.valence.tolist() == [0.8] and catalog.energy.tolist() == [0.7]

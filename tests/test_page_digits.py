@@ -54,3 +54,7 @@ def test_teach_it_saves_the_drawing(monkeypatch, real_models, isolated_dirs):
     assert not at.exception
     saved = list((isolated_dirs / "feedback_dir" / "digits").glob("*-8.png"))
     assert len(saved) == 1 and "Saved as a 8" in at.success[0].value
+    assert "Training page" in at.success[0].value  # says how the drawing is used
+    at.button(key="save-0").click().run()  # a double click saves nothing more
+    assert len(list((isolated_dirs / "feedback_dir" / "digits").glob("*.png"))) == 1
+    assert "already saved" in at.info[0].value

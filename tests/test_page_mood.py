@@ -55,8 +55,27 @@ def test_corrupt_upload(tiny_mood_model, monkeypatch):
     assert not at.exception and "Could not read this photo" in at.error[0].value
 
 
-def test_bad_catalog_is_named(tiny_mood_model, monkeypatch):
+def test_bad_catalog_is_named_and_the_built_in_one_is_used(tiny_mood_model, monkeypatch):
     monkeypatch.setenv("MODELS_DIR", str(tiny_mood_model[2]))
     at = snapshot(run_page(), jpeg(face_photo()))
     at.file_uploader[0].set_value(("songs.csv", b"title,artist\nx,y\n", "text/csv")).run()
-    assert not at.exception and "Missing column" in at.error[0].value
+    assert not at.exception and "Missing column" in at.warning[0].value
+    assert "built-in catalog" in at.warning[0].value and len(at.dataframe[0].value) == 8
+
+
+def test_a_semicolon_cp1252_catalog_is_read(tiny_mood_model, monkeypatch):
+    monkeypatch.setenv("MODELS_DIR", str(tiny_mood_model[2]))
+    at = snapshot(run_page(), jpeg(face_photo()))
+    data = "title;artist;year;genre;valence;energy;tags\nCafé;Beyoncé;2003;pop;0,5;0,5;calm\n".encode("cp1252")
+    at.file_uploader[0].set_value(("songs.csv", data, "text/csv")).run()
+    assert not at.exception and not at.warning
+    assert at.dataframe[0].value.song.tolist() == ["Café · Beyoncé (2003)"]
+
+
+def test_the_upload_limit_is_the_servers(tiny_mood_model, monkeypatch):
+    import tomllib
+
+    monkeypatch.setenv("MODELS_DIR", str(tiny_mood_model[2]))
+    limit = tomllib.loads((ROOT / ".streamlit/config.toml").read_text())["server"]["maxUploadSize"]
+    at = upload(run_page(), "huge.jpg", b"\xff\xd8" + b"0" * (limit * 2**20 + 1))
+    assert not at.exception and f"the limit is {limit} MB" in at.error[0].value

@@ -84,7 +84,10 @@ def test_train_saves_and_reloads(tiny_text_model, monkeypatch):
     assert {"bits_per_char", "next_char_top1", "next_word_top3"} <= card["test"].keys()
     assert card["test"]["ngram"]["bits_per_char"] > 0
     lm, vocab, active = T.load()
+    words = vocab.pop("words")
     assert active["run"] == run.id and vocab == core.read_json(run.dir / "model.vocab.json")
+    assert set(words.words) == {"the", "cat", "sat", "on", "mat", "dog", "log", "a", "and"}
+    assert card["test"]["filtered_to_corpus_words"]
 
 
 def test_stepwise_state_matches_the_full_model(tiny_text_model, monkeypatch):
@@ -107,8 +110,9 @@ def test_suggest_handles_any_prompt(tiny_text_model, monkeypatch, prompt):
     monkeypatch.setenv("MODELS_DIR", str(models))
     lm, vocab, _ = T.load()
     s = T.suggest(lm, vocab, prompt)
-    assert len(s.completions) == 3 and all(0 < p <= 1 for _, p in s.completions)
+    assert 1 <= len(s.completions) <= 3 and all(0 < p <= 1 for _, p in s.completions)
     assert all(w.startswith(s.partial) for w, _ in s.completions)
+    assert all(w in vocab["words"] for w, _ in s.completions + s.next_words)
     out = T.generate(lm, vocab, prompt, n_words=4, temperature=0.5, seed=0)
     assert isinstance(out, str) and len(out.split()) <= 5
 
@@ -130,3 +134,21 @@ def test_corpus_missing_offline(tmp_path, monkeypatch):
     (tmp_path / "text").mkdir()
     (tmp_path / "text" / "nietzsche.txt").write_text("\ufeffHello")
     assert T.load_corpus(None, tmp_path) == "Hello"
+
+
+def test_only_real_words_are_suggested(tiny_text_model, monkeypatch):
+    _, _, models = tiny_text_model
+    monkeypatch.setenv("MODELS_DIR", str(models))
+    lm, vocab, _ = T.load()
+    free = T.beam_words(lm, T.encode("the ca", vocab)[0], "ca", 10, beam=16)
+    assert any(w not in vocab["words"] for w, _ in free)  # the bare model spells non-words too
+    s = T.suggest(lm, vocab, "the ca")
+    assert [w for w, _ in s.completions] == ["cat"]
+    assert T.suggest(lm, vocab, "the cg").completions == []  # no word starts so
+
+
+def test_build_words():
+    assert T.build_words("the cat's 'quoted' words, 42 times--and don't") == [
+        "and", "cat's", "don't", "quoted", "the", "times", "words"]
+    lexicon = T.Lexicon(["cat", "car"])
+    assert "cat" in lexicon and "ca" not in lexicon and "ca" in lexicon.prefixes and len(lexicon) == 2

@@ -3,15 +3,40 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from views.common import require_model
 from pipelines import mood, songs
-
-MAX_UPLOAD_MB = 15
+from views.common import require_model, upload_limit_mb
 
 st.title("🙂 Mood")
 st.caption("Take a snapshot or upload a photo. Photos are processed in memory and never stored.")
 predict_fn, card = require_model("mood", mood.load)
 
+
+@st.cache_resource(max_entries=16)
+def catalog_from(data: bytes | None, version: float):
+    """A catalog read once per file (the built-in one keyed on its modification time)."""
+    return songs.load_catalog(data if data is not None else songs.CATALOG)
+
+
+def songs_for(target: str) -> None:
+    mode = st.radio("I want to", ["match", "lift"], horizontal=True,
+                    format_func={"match": "match my mood", "lift": "lift my mood"}.get)
+    custom = st.file_uploader("Your own catalog (CSV with columns " + ", ".join(songs.COLUMNS) + ")", type=["csv"])
+    catalog = None
+    if custom is not None:
+        try:
+            catalog = catalog_from(custom.getvalue(), 0.0)
+        except songs.CatalogError as exc:
+            st.warning(f"Your catalog cannot be used: {exc} These songs come from the built-in catalog.")
+    if catalog is None:
+        catalog = catalog_from(None, songs.CATALOG.stat().st_mtime)
+    picks = songs.recommend(catalog, target, mode)
+    picks = picks.assign(song=picks.title + " · " + picks.artist + " (" + picks.year.astype(str) + ")")
+    st.dataframe(picks[["song", "genre", "link"]], hide_index=True, width="stretch",
+                 column_config={"song": st.column_config.TextColumn("song", width="large"),
+                                "link": st.column_config.LinkColumn("listen", display_text="search ↗", width="small")})
+
+
+limit = upload_limit_mb()
 source = st.radio("Photo from", ["Webcam", "Upload"], horizontal=True, label_visibility="collapsed")
 if source == "Webcam":
     photo = st.camera_input("Take a snapshot")
@@ -20,8 +45,8 @@ else:
 if photo is None:
     st.info("Take a snapshot or upload a photo with a face in it.")
     st.stop()
-if photo.size > MAX_UPLOAD_MB * 2**20:
-    st.error(f"This file is {photo.size / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB.")
+if photo.size > limit * 2**20:
+    st.error(f"This file is {photo.size / 2**20:.0f} MB; the limit is {limit} MB.")
     st.stop()
 try:
     rgb = mood.decode_image(photo.getvalue())
@@ -51,28 +76,14 @@ for i, face in enumerate(reading.faces, 1):
         fig = go.Figure(go.Bar(x=face.probs, y=mood.CLASSES, orientation="h",
                                marker_color=["#f39c12" if c == face.mood else "#95a5a6" for c in mood.CLASSES]))
         fig.update_layout(height=200, margin=dict(l=0, r=0, t=0, b=0), xaxis=dict(range=[0, 1], tickformat=".0%"))
-        cols[1].plotly_chart(fig, key=f"mood-probs-{i}")
+        cols[1].plotly_chart(fig, key=f"mood-probs-{i}", config={"displayModeBar": False})
 
 st.divider()
 st.subheader("Songs for this mood")
 who = 0
 if len(reading.faces) > 1:
     who = st.selectbox("For face", range(len(reading.faces)), format_func=lambda i: f"{i + 1}: {reading.faces[i].mood}")
-target = reading.faces[who].mood
-mode = st.radio("I want to", ["match", "lift"], horizontal=True,
-                format_func={"match": "match my mood", "lift": "lift my mood"}.get)
-custom = st.file_uploader("Your own catalog (CSV with columns " + ", ".join(songs.COLUMNS) + ")", type=["csv"])
-try:
-    catalog = songs.load_catalog(custom.getvalue() if custom else songs.CATALOG)
-except songs.CatalogError as exc:
-    st.error(f"This catalog cannot be used: {exc}")
-    st.stop()
-picks = songs.recommend(catalog, target, mode)
-st.dataframe(
-    picks[["title", "artist", "year", "genre", "valence", "energy", "link"]],
-    column_config={"link": st.column_config.LinkColumn("listen", display_text="search ↗")},
-    hide_index=True, width="stretch",
-)
+songs_for(reading.faces[who].mood)
 
 if card.get("test"):
     st.caption(f"Model: {card['settings'].get('arch', '?')} CNN, test accuracy "

@@ -1,14 +1,19 @@
 """Text page: type, and a character LSTM completes the word and proposes the next ones."""
 
+import uuid
+
 import streamlit as st
 
-from views.common import require_model
 from pipelines import core
 from pipelines import text as textlm
+from views.common import require_model
+from views.components import typeahead
+
+MAX_CHARS = 5000
 
 st.title("📝 Text")
-st.caption("Type some text; the model completes the current word and proposes the next one, "
-           "like a phone keyboard. Press Ctrl+Enter (or click outside the box) to update.")
+st.caption("Type some text: the model completes the word you are typing and proposes the next one, "
+           "like a phone keyboard. Tap a suggestion to use it.")
 
 names = sorted(p.stem for p in core.models_dir().glob("text*.keras"))
 if not names:
@@ -25,45 +30,43 @@ def describe(name: str) -> str:
 name = st.selectbox("Model", names, format_func=describe) if len(names) > 1 else names[0]
 lm, vocab, card = require_model(name, textlm.load)
 
-st.session_state.setdefault("prompt", "")
+
+def replace_text(new_text: str) -> None:
+    st.session_state.set_text = {"text": new_text, "nonce": uuid.uuid4().hex}
 
 
-def append(words: str) -> None:
-    st.session_state.prompt += words
+@st.fragment
+def writer() -> None:
+    """Only this part reruns while the person types."""
+    state = st.session_state.get("typed") or {}
+    text = state.get("text", "")
+    s = textlm.suggest(lm, vocab, text)
+    suggestions = {"for_text": text, "completions": s.completions, "next_words": s.next_words}
+    typeahead("typed", text, suggestions, MAX_CHARS, "Start typing, e.g. 'the free spirit'",
+              st.session_state.get("set_text"))
+    if state.get("cut"):
+        st.warning(f"Your text was longer than {MAX_CHARS:,} characters: the box keeps the last {MAX_CHARS:,} "
+                   f"({state['cut']:,} cut from the start).")
+    if s.dropped:
+        st.caption("The model does not know these characters and leaves them out of its reading: "
+                   + " ".join(repr(c) for c in s.dropped))
+
+    st.subheader("Generate")
+    left, right = st.columns(2)
+    temperature = left.slider("Temperature (higher: more surprising)", 0.1, 1.5, 0.6, 0.05)
+    n_words = right.slider("Words", 3, 60, 15)
+    if st.button("Generate a continuation", icon="✨"):
+        st.session_state.generated = {"for": text, "text": textlm.generate(lm, vocab, text, n_words, temperature)}
+    generated = st.session_state.get("generated")
+    if generated and generated["for"] == text:  # a continuation belongs to the text it was made for
+        st.text_area("Continuation", generated["text"], disabled=True)
+        st.button("Append it to my text", on_click=replace_text, args=(text + generated["text"],))
+    elif generated:
+        st.caption("The text changed since the last continuation: generate again to continue it.")
 
 
-prompt = st.text_area("Your text", key="prompt", height=120, max_chars=5000,
-                      placeholder="Start typing, e.g. 'the free spirit'")
-s = textlm.suggest(lm, vocab, prompt)
-if s.dropped:
-    st.caption("The model does not know these characters and leaves them out: "
-               + " ".join(repr(c) for c in s.dropped))
-
-label = f"Complete “{s.partial}”" if s.partial else "Next word"
-st.write(f"**{label}**")
-for col, (word, p) in zip(st.columns(3), s.completions):
-    col.button(f"{word}  ·  {p:.0%}", key=f"complete-{word}", on_click=append,
-               args=(word[len(s.partial):] + " ",), width="stretch")
-if s.completions and s.next_words:
-    rest = s.completions[0][0][len(s.partial):]
-    st.write(f"**Then** (after “{s.completions[0][0]}”)")
-    for col, (word, p) in zip(st.columns(3), s.next_words):
-        col.button(f"{word}  ·  {p:.0%}", key=f"next-{word}", on_click=append,
-                   args=(f"{rest} {word} ",), width="stretch")
-
-st.divider()
-st.subheader("Generate")
-left, right = st.columns(2)
-temperature = left.slider("Temperature (higher: more surprising)", 0.1, 1.5, 0.6, 0.05)
-n_words = right.slider("Words", 3, 60, 15)
-if st.button("Generate a continuation", icon="✨"):
-    st.session_state.generated = textlm.generate(lm, vocab, prompt, n_words, temperature)
-if generated := st.session_state.get("generated"):
-    st.text_area("Continuation", generated, disabled=True)
-    st.button("Append it to my text", on_click=append, args=(generated,))
+writer()
 
 test = card.get("test", {})
 if "bits_per_char" in test:
-    st.caption(f"Held-out text: {test['bits_per_char']:.2f} bits per character, next word in top 3 "
-               f"{test['next_word_top3']:.0%} (character n-gram: {test['ngram']['bits_per_char']:.2f} bits, "
-               f"{test['ngram']['next_word_top3']:.0%}).")
+    st.caption(textlm.describe_score(test))

@@ -1,0 +1,135 @@
+// A text box with live suggestions. The server sends suggestions together with the text they were
+// computed for (`for_text`); the box shows them only while they fit the text on screen, and a chip
+// or Tab always edits the text as it is now: it replaces the word being typed, keeping its case.
+const WORD_AT_END = /\p{L}*'?\p{L}*$/u;
+const DEBOUNCE_MS = 120;
+
+function matchCase(typed, word) {
+  const letters = typed.replace(/[^\p{L}]/gu, "");
+  if (letters.length > 1 && letters === letters.toUpperCase() && letters !== letters.toLowerCase()) {
+    return word.toUpperCase(); // SPI -> SPIRIT
+  }
+  if (letters && letters[0] !== letters[0].toLowerCase()) {
+    return word.charAt(0).toUpperCase() + word.slice(1); // Spi -> Spirit
+  }
+  return word;
+}
+
+function setup(root, api) {
+  const ta = root.querySelector("textarea");
+  const typed = root.querySelector(".ghost .typed");
+  const hint = root.querySelector(".ghost .hint");
+  const ghost = root.querySelector(".ghost");
+  const completeRow = root.querySelector(".chips.complete");
+  const nextRow = root.querySelector(".chips.next");
+  const completeLabel = root.querySelector(".complete-label");
+  const nextLabel = root.querySelector(".next-label");
+  const state = { data: {}, nonce: null, timer: null, best: null };
+
+  const report = () => {
+    clearTimeout(state.timer);
+    api.setStateValue("text", ta.value);
+  };
+  const reportSoon = () => {
+    clearTimeout(state.timer);
+    state.timer = setTimeout(report, DEBOUNCE_MS);
+  };
+
+  const replaceWord = (word, then) => {
+    const value = ta.value;
+    const partial = value.match(WORD_AT_END)[0];
+    let insert = matchCase(partial, word) + " ";
+    if (then) {
+      const caps = insert === insert.toUpperCase() && insert !== insert.toLowerCase() && partial.length > 1;
+      insert += (caps ? then.toUpperCase() : then) + " ";
+    }
+    ta.value = value.slice(0, value.length - partial.length) + insert;
+    ta.focus();
+    ta.setSelectionRange(ta.value.length, ta.value.length);
+    render();
+    report();
+  };
+
+  const chip = (word, p, onClick) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.dataset.word = word;
+    b.append(word);
+    const s = document.createElement("span");
+    s.className = "p";
+    s.textContent = `${Math.round(p * 100)}%`;
+    b.append(s);
+    b.addEventListener("mousedown", (e) => e.preventDefault()); // keep the caret in the box
+    b.addEventListener("click", onClick);
+    return b;
+  };
+
+  const render = () => {
+    const value = ta.value;
+    const s = state.data.suggestions || {};
+    const forText = s.for_text ?? null;
+    const partial = value.match(WORD_AT_END)[0];
+    // Suggestions fit when they were made for this text, or for its beginning while the same
+    // word is still being typed (then only the completions that still match are kept).
+    const extra = forText !== null && value.startsWith(forText) ? value.slice(forText.length) : null;
+    const sameWord = extra !== null && (extra === "" || (/^\p{L}+$/u.test(extra) && partial.length > extra.length));
+    const lower = partial.toLowerCase();
+    const completions = sameWord ? (s.completions || []).filter(([w]) => w.startsWith(lower) && w !== lower) : [];
+    const next = sameWord && extra === "" ? s.next_words || [] : [];
+    state.best = completions.length ? completions[0][0] : null;
+
+    completeLabel.textContent = partial ? `Complete “${partial}”` : "Next word";
+    completeRow.replaceChildren(...completions.map(([w, p]) => chip(matchCase(partial, w), p, () => replaceWord(w))));
+    nextLabel.textContent = state.best ? `Then (after “${matchCase(partial, state.best)}”)` : "";
+    nextRow.replaceChildren(...(state.best ? next : []).map(([w, p]) => chip(w, p, () => replaceWord(state.best, w))));
+    root.dataset.for = completions.length ? value : "";
+
+    const atEnd = ta.selectionStart === value.length && document.activeElement !== null;
+    typed.textContent = value;
+    hint.textContent = atEnd && state.best ? matchCase(partial, state.best).slice(partial.length) : "";
+    ghost.scrollTop = ta.scrollTop;
+  };
+
+  ta.addEventListener("input", () => {
+    const max = state.data.max_chars || 5000;
+    if (ta.value.length > max) {
+      const cut = ta.value.length - max;
+      ta.value = ta.value.slice(cut); // keep the end: that is where the writing goes on
+      ta.setSelectionRange(ta.value.length, ta.value.length);
+      api.setStateValue("cut", cut);
+    }
+    render();
+    reportSoon();
+  });
+  ta.addEventListener("keydown", (e) => {
+    if (e.key === "Tab" && !e.shiftKey && hint.textContent && state.best) {
+      e.preventDefault(); // only when there is a completion to take; otherwise Tab moves on
+      replaceWord(state.best);
+    }
+  });
+  ta.addEventListener("scroll", () => (ghost.scrollTop = ta.scrollTop));
+  ta.addEventListener("blur", report);
+  ["select", "click", "keyup"].forEach((ev) => ta.addEventListener(ev, render));
+
+  return (data) => {
+    state.data = data || {};
+    ta.placeholder = state.data.placeholder || "";
+    const set = state.data.set_text || {};
+    if (state.nonce === null) {
+      state.nonce = set.nonce ?? "";
+      if (!ta.value && state.data.text) ta.value = state.data.text; // back on the page: the text is kept
+    } else if (set.nonce && set.nonce !== state.nonce) {
+      state.nonce = set.nonce;
+      ta.value = set.text ?? ta.value;
+      report();
+    }
+    render();
+  };
+}
+
+export default function (component) {
+  const { parentElement, data, setStateValue } = component;
+  const root = parentElement.querySelector(".ta");
+  if (!root.__update) root.__update = setup(root, { setStateValue });
+  root.__update(data);
+}
