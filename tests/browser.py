@@ -1,4 +1,6 @@
-"""Real-browser helpers: a Streamlit server on a free port and Debian's Chromium via Playwright."""
+"""Real-browser helpers: a Streamlit server started as `make run` starts it, Debian's Chromium via
+Playwright, pages at phone and desktop sizes that record console errors and failed requests, and
+screenshots (tests/screenshots/, git-ignored) for a person to look at."""
 
 import contextlib
 import os
@@ -11,12 +13,16 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "tests" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
 ]
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+NAV = ["Home", "Digits", "Text", "Mood", "Training"]
 
 
 def free_port() -> int:
@@ -26,30 +32,61 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(env: dict):
-    """Yields the app's URL; the server process is `streamlit_server.proc` (for its memory)."""
+def streamlit_server(env: dict, log: Path | None = None):
+    """Yields the app's URL. Started like `make run` (settings from .streamlit/config.toml);
+    the process is `streamlit_server.proc` (for its memory and CPU)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-           "--server.address", "127.0.0.1", "--server.port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+           "--server.port", str(port)]
+    log = log or Path(os.environ.get("TMPDIR", "/tmp")) / f"streamlit-{port}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     streamlit_server.proc = proc
     try:
-        for _ in range(120):
+        for _ in range(240):
             with contextlib.suppress(OSError):
                 if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200:
                     break
+            if proc.poll() is not None:
+                break
             time.sleep(0.25)
         else:
-            raise RuntimeError("streamlit did not become healthy:\n" + proc.stdout.read1().decode())
+            raise RuntimeError("streamlit did not become healthy:\n" + log.read_text(errors="replace"))
+        if proc.poll() is not None:
+            raise RuntimeError("streamlit exited:\n" + log.read_text(errors="replace"))
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=20)
 
 
+class Tab:
+    """A page of its own browser context, with what went wrong in it recorded."""
+
+    def __init__(self, context):
+        self.context = context
+        self.page = context.new_page()
+        self.problems: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}"))
+        self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        self.page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}"))
+        self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"{r.status}: {r.url}"))
+
+    def shot(self, name: str) -> Path:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        path = SHOTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def sideways_scroll(self) -> int:
+        """How far the page can scroll sideways (0 when nothing sticks out)."""
+        return self.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+
+
 @contextlib.contextmanager
 def chromium(video: Path | None = None):
+    """Yields `open_tab(viewport) -> Tab`, each tab in a fresh context (a new visitor)."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
@@ -57,12 +94,24 @@ def chromium(video: Path | None = None):
     args = CHROMIUM_ARGS + ([f"--use-file-for-fake-video-capture={video}"] if video else [])
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        context.grant_permissions(["camera"])
+
+        def open_tab(viewport=DESKTOP) -> Tab:
+            is_phone = viewport["width"] < 600
+            context = browser.new_context(viewport=viewport, is_mobile=is_phone, has_touch=is_phone,
+                                          device_scale_factor=1)
+            context.grant_permissions(["camera"])
+            return Tab(context)
+
         try:
-            yield context.new_page()
+            yield open_tab
         finally:
             browser.close()
+
+
+def wait_for_app(page, timeout: float = 60_000) -> None:
+    """Until the page's script has run: the app's navigation is there and nothing is running."""
+    page.get_by_test_id("stSidebarNav").wait_for(state="attached", timeout=timeout)
+    page.wait_for_function("""() => !document.querySelector('[data-testid=stStatusWidget]')""", timeout=timeout)
 
 
 def write_y4m(rgb, path: Path, width: int = 640, height: int = 480, frames: int = 10) -> Path:
