@@ -1,63 +1,203 @@
-"""End-to-end tests in a real browser (Debian Chromium driven by Playwright)."""
-
-import re
+"""End-to-end tests in a real browser (Debian Chromium driven by Playwright), on the user's path:
+a fresh server, each page opened by its own link, phone (390x844) and desktop (1280x800) sizes,
+typing as a person types, strokes near the edges, double clicks. Screenshots go to tests/screenshots/."""
 
 import numpy as np
 import pytest
-from browser import chromium, streamlit_server, write_y4m
-from conftest import REAL_MODELS, face_photo, synthetic_mnist
+from browser import DESKTOP, NAV, PHONE, chromium, streamlit_server, wait_for_app, write_y4m
+from conftest import REAL_MODELS, face_photo, jpeg, synthetic_mnist
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
+PAGES = ["", "digits", "text", "mood", "training"]
+SIZES = {"phone": PHONE, "desktop": DESKTOP}
+
+
+def server_env(tmp) -> dict:
+    x, y = synthetic_mnist(20)
+    np.savez_compressed(tmp / "mnist.npz", x_train=x, y_train=y, x_test=x[:40], y_test=y[:40])
+    return {"MODELS_DIR": str(REAL_MODELS), "RUNS_DIR": str(tmp / "runs"), "FEEDBACK_DIR": str(tmp / "feedback"),
+            "DATA_DIR": str(tmp)}
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("e2e")
-    x, y = synthetic_mnist(20)
-    np.savez_compressed(tmp / "mnist.npz", x_train=x, y_train=y, x_test=x[:40], y_test=y[:40])
-    env = {"MODELS_DIR": str(REAL_MODELS), "RUNS_DIR": str(tmp / "runs"), "FEEDBACK_DIR": str(tmp / "feedback"),
-           "DATA_DIR": str(tmp)}
-    with streamlit_server(env) as url:
+    with streamlit_server(server_env(tmp_path_factory.mktemp("e2e"))) as url:
         yield url
 
 
-def test_draw_a_one_with_the_mouse(app_url):
-    with chromium() as page:
-        page.goto(f"{app_url}/digits")
-        canvas = page.locator("canvas.upper-canvas")
-        canvas.wait_for(timeout=60_000)
-        box = canvas.bounding_box()
-        x = box["x"] + 140
-        page.mouse.move(x, box["y"] + 40)
-        page.mouse.down()
-        for i in range(1, 21):
-            page.mouse.move(x + i * 0.5, box["y"] + 40 + i * 10)
-        page.mouse.up()
-        expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)
-        expect(page.get_by_text("what the model sees")).to_be_visible()
+@pytest.fixture(scope="module")
+def open_tab():
+    with chromium() as open_tab:
+        yield open_tab
 
 
-def test_type_a_prompt_and_click_a_suggestion(app_url):
-    with chromium() as page:
-        page.goto(f"{app_url}/text")
-        box = page.get_by_label("Your text")
-        box.wait_for(timeout=60_000)
-        box.fill("the free spi")
-        box.press("Control+Enter")
-        expect(page.get_by_text("Complete “spi”")).to_be_visible(timeout=60_000)
-        # The chips of the previous run can linger for a moment: wait for a completion of "spi".
-        chip = page.get_by_role("button", name=re.compile(r"^spi[a-z']*\s+·")).first
-        chip.wait_for(timeout=60_000)
-        word = chip.inner_text().split("·")[0].strip()
-        chip.click()
-        expect(box).to_have_value(f"the free {word} ", timeout=30_000)
+def page_ready(tab, name: str) -> None:
+    """Until the page shows what it is for (the model loaded, the script finished)."""
+    wait_for_app(tab.page)
+    ready = {"": tab.page.get_by_text("Small neural networks"),
+             "digits": tab.page.locator("canvas.upper-canvas"),
+             "text": tab.page.locator("textarea[aria-label='Your text']"),
+             "mood": tab.page.get_by_text("Take a snapshot or upload a photo with a face"),
+             "training": tab.page.get_by_test_id("stMainBlockContainer")}[name]
+    ready.first.wait_for(timeout=90_000)
+    wait_for_app(tab.page)
+
+
+# ---------------------------------------------------------------- every page, by its own link
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_a_direct_link_as_the_first_request_opens_the_app(tmp_path, open_tab, name):
+    with streamlit_server(server_env(tmp_path)) as url:  # a fresh server: this is its first request
+        tab = open_tab(DESKTOP)
+        tab.page.goto(f"{url}/{name}")
+        page_ready(tab, name)
+        nav = tab.page.get_by_test_id("stSidebarNav")
+        assert [t.split()[-1] for t in nav.get_by_role("link").all_inner_texts()] == NAV  # the app's, not the folder's
+        assert tab.page.title() == "Neural playground"
+        main = tab.page.get_by_test_id("stMainBlockContainer").bounding_box()
+        assert main["width"] > 900  # the wide layout (the centred one is at most 736 px)
+        tab.shot(f"first-request-{name or 'home'}-desktop")
+        assert tab.problems == []  # no 404 for /<page>/_stcore/..., no console error
+        tab.context.close()
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("name", PAGES)
+def test_no_page_scrolls_sideways(app_url, open_tab, name, size):
+    tab = open_tab(SIZES[size])
+    tab.page.goto(f"{app_url}/{name}")
+    page_ready(tab, name)
+    tab.shot(f"{name or 'home'}-{size}")
+    assert tab.sideways_scroll() <= 0
+    assert tab.problems == []
+    tab.context.close()
+
+
+# ---------------------------------------------------------------- digits
+
+
+def stroke(tab, points) -> None:
+    """A stroke as the person draws it: a finger on a phone, the mouse on a desktop."""
+    page = tab.page
+    if page.viewport_size["width"] < 600:
+        cdp = tab.context.new_cdp_session(page)
+        kinds = ["touchStart"] + ["touchMove"] * (len(points) - 1)
+        for kind, (x, y) in zip(kinds, points):
+            finger = {"x": x, "y": y, "id": 1, "radiusX": 4, "radiusY": 4, "force": 1}
+            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [finger]})
+            page.wait_for_timeout(25)  # a finger moves in time, not in one jump
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        return
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(x, y, steps=2)
+    page.mouse.up()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_canvas_fits_its_column_and_a_stroke_at_its_right_edge_counts(app_url, open_tab, size):
+    tab = open_tab(SIZES[size])
+    page = tab.page
+    page.goto(f"{app_url}/digits")
+    page_ready(tab, "digits")
+    canvas = page.locator("canvas.upper-canvas")
+    column = page.get_by_test_id("stColumn").filter(has=canvas).first
+    page.wait_for_timeout(1000)  # the canvas is sized once its column is measured
+    box, col = canvas.bounding_box(), column.bounding_box()
+    assert col["x"] - 1 <= box["x"] and box["x"] + box["width"] <= col["x"] + col["width"] + 1
+    assert box["width"] >= 0.9 * min(col["width"], 560)  # and uses the room it has
+    x = box["x"] + box["width"] - 22  # a "1" drawn along the right edge
+    stroke(tab, [(x, box["y"] + 0.15 * box["height"] + i * 0.07 * box["height"]) for i in range(11)])
+    expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)
+    expect(page.get_by_text("what the model sees")).to_be_visible()
+    page.wait_for_function("""() => [...document.querySelectorAll('[data-testid=stImage] img')]
+                                    .some(i => i.complete && i.naturalWidth > 0)""", timeout=30_000)
+    page.wait_for_timeout(500)  # the probability table paints on its own canvas
+    tab.shot(f"digits-drawn-{size}")
+    assert tab.sideways_scroll() <= 0 and tab.problems == []
+    tab.context.close()
+
+
+# ---------------------------------------------------------------- text
+
+
+def text_box(tab):
+    tab.page.goto(f"{tab.url}/text")
+    page_ready(tab, "text")
+    box = tab.page.locator("textarea[aria-label='Your text']")
+    box.click()
+    return box
+
+
+def chips_for(tab, text: str):
+    """The completion chips once they are the ones for `text` (what is on screen now)."""
+    tab.page.locator(f".ta[data-for={text!r}]".replace("'", '"')).wait_for(timeout=60_000)
+    return tab.page.locator(".chips.complete button")
+
+
+@pytest.fixture
+def text_tab(app_url, open_tab):
+    tab = open_tab(DESKTOP)
+    tab.url = app_url
+    yield tab
+    assert tab.problems == []
+    tab.context.close()
+
+
+def test_suggestions_follow_the_typing_and_a_chip_acts_on_the_text_on_screen(text_tab):
+    box = text_box(text_tab)
+    text_tab.page.keyboard.type("the free spi", delay=90)  # no Ctrl+Enter, no click elsewhere
+    chips = chips_for(text_tab, "the free spi")
+    assert all(w.startswith("spi") for w in chips.evaluate_all("bs => bs.map(b => b.dataset.word)"))
+    text_tab.page.keyboard.type("r", delay=90)  # keeps typing, then clicks at once
+    chip = chips_for(text_tab, "the free spir").first
+    word = chip.get_attribute("data-word")
+    assert word.startswith("spir")
+    chip.click()
+    expect(box).to_have_value(f"the free {word} ")
+    text_tab.shot("text-chip-clicked")
+
+
+@pytest.mark.parametrize("typed, expected", [("The free Spi", "The free Spirit "), ("THE FREE SPI", "THE FREE SPIRIT ")])
+def test_a_chip_keeps_the_case_that_was_typed(text_tab, typed, expected):
+    box = text_box(text_tab)
+    text_tab.page.keyboard.type(typed, delay=60)
+    chips = chips_for(text_tab, typed)
+    spirit = chips.and_(text_tab.page.locator(f'[data-word="{expected.split()[-1]}"]'))  # shown as it will be typed
+    spirit.dblclick()  # a double click replaces the word once, never twice
+    expect(box).to_have_value(expected)
+
+
+def test_tab_accepts_the_ghost_completion(text_tab):
+    box = text_box(text_tab)
+    text_tab.page.keyboard.type("the free spi", delay=60)
+    best = chips_for(text_tab, "the free spi").first.get_attribute("data-word")
+    expect(text_tab.page.locator(".ghost .hint")).to_have_text(best[3:])
+    text_tab.page.keyboard.press("Tab")
+    expect(box).to_have_value(f"the free {best} ")
+    expect(box).to_be_focused()
+
+
+def test_a_long_paste_keeps_its_last_5000_characters_and_says_so(text_tab):
+    box = text_box(text_tab)
+    pasted = "".join(f"word{i} " for i in range(1000))[:6000]
+    text_tab.page.keyboard.insert_text(pasted)
+    expect(text_tab.page.get_by_text("keeps the last 5,000")).to_be_visible(timeout=60_000)
+    expect(box).to_have_value(pasted[-5000:])
+    text_tab.shot("text-long-paste")
+
+
+# ---------------------------------------------------------------- mood
 
 
 def test_webcam_snapshot_of_a_face_gets_a_mood_and_songs(tmp_path):
     video = write_y4m(face_photo(), tmp_path / "face.y4m")
-    env = {"MODELS_DIR": str(REAL_MODELS), "RUNS_DIR": str(tmp_path / "runs")}
-    with streamlit_server(env) as url, chromium(video) as page:
+    with streamlit_server(server_env(tmp_path)) as url, chromium(video) as open_tab:
+        tab = open_tab(DESKTOP)
+        page = tab.page
         page.goto(f"{url}/mood")
         camera = page.get_by_test_id("stCameraInput")
         camera.wait_for(timeout=60_000)
@@ -67,20 +207,57 @@ def test_webcam_snapshot_of_a_face_gets_a_mood_and_songs(tmp_path):
         expect(page.get_by_text("1 face(s) found")).to_be_visible(timeout=60_000)
         expect(page.get_by_text("Songs for this mood")).to_be_visible()
         expect(page.get_by_test_id("stDataFrame")).to_be_visible()
+        tab.shot("mood-webcam-desktop")
 
 
-def test_click_train_and_watch_the_chart_move(app_url):
-    with chromium() as page:
-        page.goto(f"{app_url}/training")
-        page.get_by_text("New run").wait_for(timeout=60_000)
-        epochs = page.get_by_label("Epochs")
-        epochs.fill("2")
-        page.get_by_role("button", name="Train").click()
-        expect(page.get_by_text("Started run")).to_be_visible(timeout=30_000)
-        chart = page.locator("[data-testid=stPlotlyChart]").first
-        chart.wait_for(timeout=120_000)
-        progress = page.get_by_test_id("stProgress")
-        first = progress.inner_text()
-        expect(page.get_by_text("finished", exact=False).first).to_be_visible(timeout=180_000)
-        expect(progress).not_to_have_text(first, timeout=10_000)
-        expect(page.get_by_text("test accuracy")).to_be_visible(timeout=30_000)
+@pytest.mark.parametrize("size", SIZES)
+def test_an_uploaded_photo_and_catalogs(app_url, open_tab, tmp_path, size):
+    tab = open_tab(SIZES[size])
+    page = tab.page
+    page.goto(f"{app_url}/mood")
+    page_ready(tab, "mood")
+    page.get_by_text("Upload", exact=True).click()
+    (tmp_path / "face.jpg").write_bytes(jpeg(face_photo()))
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(tmp_path / "face.jpg")
+    expect(page.get_by_text("1 face(s) found")).to_be_visible(timeout=60_000)
+    expect(page.get_by_test_id("stDataFrame")).to_be_visible()
+    tab.shot(f"mood-upload-{size}")
+    assert tab.sideways_scroll() <= 0
+
+    catalogs = page.get_by_test_id("stFileUploaderDropzoneInput").nth(1)
+    header = "title;artist;year;genre;valence;energy;tags\n"
+    (tmp_path / "semicolons.csv").write_bytes((header + "Café Olé;Zoë;1999;jazz;0,5;0,5;calm\n").encode("cp1252"))
+    catalogs.set_input_files(tmp_path / "semicolons.csv")
+    expect(page.get_by_test_id("stDataFrame")).to_contain_text("Café Olé · Zoë (1999)", timeout=60_000)
+    (tmp_path / "broken.csv").write_bytes(b"title,artist,year,genre,valence,energy,tags\nA,B,2000,pop,loud,0.5,\n")
+    catalogs.set_input_files(tmp_path / "broken.csv")
+    warning = page.get_by_test_id("stAlertContentWarning")
+    expect(warning).to_contain_text("Row 2, column 'valence': expected a number between 0 and 1, found 'loud'",
+                                    timeout=60_000)
+    expect(warning).to_contain_text("built-in catalog")
+    expect(page.get_by_test_id("stDataFrame")).to_be_visible()  # the songs are still there
+    tab.shot(f"mood-bad-catalog-{size}")
+    assert tab.sideways_scroll() <= 0 and tab.problems == []
+    tab.context.close()
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_click_train_and_watch_the_chart_move(app_url, open_tab):
+    tab = open_tab(DESKTOP)
+    page = tab.page
+    page.goto(f"{app_url}/training")
+    page.get_by_text("New run").wait_for(timeout=60_000)
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("2")
+    page.get_by_role("button", name="Train").click()
+    expect(page.get_by_text("Started run")).to_be_visible(timeout=30_000)
+    chart = page.locator("[data-testid=stPlotlyChart]").first
+    chart.wait_for(timeout=120_000)
+    progress = page.get_by_test_id("stProgress")
+    first = progress.inner_text()
+    expect(page.get_by_text("finished", exact=False).first).to_be_visible(timeout=180_000)
+    expect(progress).not_to_have_text(first, timeout=10_000)
+    expect(page.get_by_text("test accuracy")).to_be_visible(timeout=30_000)
+    tab.context.close()

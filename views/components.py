@@ -2,6 +2,8 @@
 
 - `column_width`: the width in CSS pixels of the column it is placed in, so the digits canvas
   can be sized to fit at every screen width (a canvas has a fixed pixel size).
+- `canvas_toolbar_above`: moves streamlit-drawable-canvas's hover-only toolbar off the drawing area,
+  where it swallows strokes that start in the top-right corner (a finger cannot hover).
 - `typeahead`: a text box that reports the text as it is typed (debounced), shows the best
   completion as ghost text that Tab accepts, and suggestion chips that act on the text on
   screen *now* (never on a suffix computed for older text), keeping the typed case.
@@ -22,6 +24,11 @@ _width_probe = st.components.v2.component(
     js=(HERE / "column_width.js").read_text(encoding="utf-8"),
 )
 
+_canvas_toolbar = st.components.v2.component(
+    "neural_playground.canvas_toolbar_above",
+    js=(HERE / "canvas_toolbar.js").read_text(encoding="utf-8"),
+)
+
 _typeahead = st.components.v2.component(
     "neural_playground.typeahead",
     html=(HERE / "typeahead.html").read_text(encoding="utf-8"),
@@ -39,6 +46,11 @@ def column_width(key: str) -> int | None:
     result = _width_probe(key=key, default={"width": None}, on_width_change=_ignore, height=0)
     width = result.get("width") if hasattr(result, "get") else getattr(result, "width", None)
     return int(width) if width else None
+
+
+def canvas_toolbar_above() -> None:
+    """Moves the drawing canvas's hover-only toolbar out of the drawing area (see canvas_toolbar.js)."""
+    _canvas_toolbar(key="canvas-toolbar-above", height=0)
 
 
 def typeahead(key: str, text: str, suggestions: dict, max_chars: int, placeholder: str = "",

@@ -7,7 +7,7 @@ from streamlit_drawable_canvas import st_canvas
 
 from pipelines import core, digits
 from views.common import require_model
-from views.components import column_width
+from views.components import canvas_toolbar_above, column_width
 
 MAX_CANVAS = 560  # CSS px; narrower columns (phones, a narrow window) get a canvas that fits them
 
@@ -49,6 +49,7 @@ def board() -> None:
             drawing_mode="freedraw", return_image_data=True, update_streamlit=True,
             key=f"canvas-{st.session_state.canvas_gen}-{width}",
         )
+        canvas_toolbar_above()
         if st.button("Clear", icon="🧽"):
             st.session_state.canvas_gen += 1  # a new key gives a fresh, empty canvas
             st.rerun(scope="fragment")
