@@ -1,0 +1,375 @@
+"""Real-browser load test: K visitors in one Chromium against the real server, as `make run` starts it.
+
+    python -m bench.load [--visitors 1,5,10,20] [--loops 2] [--with-job] [--sessions 200] [--quick]
+
+Each visitor is a browser context of its own (a person) that, in a bounded loop, opens /digits and
+draws a digit, opens /text and types until suggestions for the word being typed show, opens /mood
+and uploads a face. Each action is timed inside the page, from the person's event (pen up, last
+key, file chosen) to the first animation frame that shows the result, so the tool's own overhead
+is not counted. Reported per action: p50/p95/max; errors of any kind (timeouts, exception boxes,
+console errors, failed requests); the server's peak RSS; the server's CPU per interaction (CPU time
+over browser-to-server websocket messages); the browsers' CPU share. Then the server CPU per
+interaction of each page alone (one visitor), an idle Training tab's CPU, the same load with a
+training job running, and 200 sessions opened and closed (RSS before and after).
+
+Chromium runs at the lowest CPU priority (nice 19): real visitors' browsers run on their own
+machines, and on this 2-core machine they compete with the server. Only 127.0.0.1 is contacted;
+every loop is bounded in count and time. Results go to bench/results/results.json ("load") and
+the README table (bench/run.py renders it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import stat
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipelines import core
+
+ROOT = core.ROOT
+sys.path.insert(0, str(ROOT / "tests"))
+from browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, streamlit_server  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+PROMPT = "the free spi"
+ACTION_TIMEOUT_MS = 60_000
+
+# In every page: the time of the person's last event, and a wait for the first frame showing a result.
+PROBE = """
+window.__lt = { t0: null };
+for (const type of ['pointerup', 'touchend', 'keyup', 'change']) {
+  document.addEventListener(type, () => { window.__lt.t0 = performance.now(); }, true);
+}
+window.__lt.until = (check, timeout) => new Promise((resolve) => {
+  const start = performance.now();
+  const frame = () => {
+    if (document.querySelector('[data-testid=stException]')) return resolve({error: 'exception box'});
+    if (check()) return resolve({ms: performance.now() - window.__lt.t0});
+    if (performance.now() - start > timeout) return resolve({error: 'timeout'});
+    requestAnimationFrame(frame);
+  };
+  requestAnimationFrame(frame);
+});
+window.__lt.shadow = (selector) => [...document.querySelectorAll('[data-testid=stBidiComponentIsolated]')]
+  .some((h) => h.shadowRoot && h.shadowRoot.querySelector(selector));
+"""
+SHOWN = {
+    "digits": "() => { const m = document.querySelector('[data-testid=stMetricValue]'); return m && m.textContent.trim(); }",
+    "text": f"() => window.__lt.shadow('.ta[data-for=\"{PROMPT}\"]')",
+    "mood": "() => [...document.querySelectorAll('[data-testid=stImageCaption]')]"
+            ".some(e => e.textContent.includes('face(s) found'))",
+}
+
+
+# ---------------------------------------------------------------- processes
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_mb(pid: int, key: str = "VmRSS") -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith(key))) / 1024
+
+
+def chromium_cpu_seconds() -> float:
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if "chromium" in (d / "comm").read_text():
+                    total += cpu_seconds(int(d.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return total
+
+
+def niced_chromium() -> str:
+    """A launcher that starts Debian's Chromium at the lowest CPU priority."""
+    path = Path(tempfile.gettempdir()) / "chromium-nice19"
+    path.write_text(f'#!/bin/sh\nexec nice -n 19 {CHROMIUM} "$@"\n')
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+class RssPeak:
+    """Polls the server's RSS in the background (VmHWM covers the whole life, this one a phase)."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak, self._task = pid, 0.0, None
+
+    async def _poll(self):
+        while True:
+            self.peak = max(self.peak, rss_mb(self.pid))
+            await asyncio.sleep(0.2)
+
+    def __enter__(self):
+        self._task = asyncio.get_running_loop().create_task(self._poll())
+        return self
+
+    def __exit__(self, *exc):
+        self._task.cancel()
+
+
+# ---------------------------------------------------------------- a visitor
+
+
+class Visitor:
+    def __init__(self, browser, url: str, face: Path, counter: dict):
+        self.browser, self.url, self.face, self.counter = browser, url, face, counter
+        self.times: dict[str, list[float]] = {"digits": [], "text": [], "mood": []}
+        self.errors: list[str] = []
+
+    async def open(self):
+        self.context = await self.browser.new_context(viewport=DESKTOP)
+        await self.context.add_init_script(PROBE)
+        self.page = await self.context.new_page()
+        page = self.page
+        page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text[:120]}"))
+        page.on("pageerror", lambda e: self.errors.append(f"page error: {str(e)[:120]}"))
+        page.on("requestfailed", lambda r: self.errors.append(f"failed request: {r.url}"))
+        page.on("response", lambda r: r.status >= 400 and self.errors.append(f"HTTP {r.status}: {r.url}"))
+        page.on("websocket", lambda ws: ws.on("framesent", self._sent))
+
+    def _sent(self, _frame):
+        self.counter["messages"] += 1
+
+    async def close(self):
+        await self.context.close()
+
+    async def _result(self, action: str):
+        result = await self.page.evaluate(f"window.__lt.until({SHOWN[action]}, {ACTION_TIMEOUT_MS})")
+        if "error" in result:
+            self.errors.append(f"{action}: {result['error']}")
+        else:
+            self.times[action].append(result["ms"])
+
+    async def digits(self):
+        page = self.page
+        await page.goto(f"{self.url}/digits")
+        canvas = page.locator("canvas.upper-canvas")
+        await canvas.wait_for(timeout=ACTION_TIMEOUT_MS)
+        await page.wait_for_timeout(800)  # the canvas settles at its column's width
+        box = await canvas.bounding_box()
+        x, y, h = box["x"] + box["width"] * 0.4, box["y"], box["height"]
+        await page.mouse.move(x, y + 0.15 * h)
+        await page.mouse.down()
+        for i in range(1, 12):
+            await page.mouse.move(x + i * 0.6, y + 0.15 * h + i * 0.065 * h)
+        await page.mouse.up()
+        await self._result("digits")
+
+    async def text(self):
+        page = self.page
+        await page.goto(f"{self.url}/text")
+        box = page.locator("textarea[aria-label='Your text']")
+        await box.wait_for(timeout=ACTION_TIMEOUT_MS)
+        await box.click()
+        await page.keyboard.type(PROMPT, delay=90)
+        await self._result("text")
+
+    async def mood(self):
+        page = self.page
+        await page.goto(f"{self.url}/mood")
+        await page.get_by_text("Upload", exact=True).click(timeout=ACTION_TIMEOUT_MS)
+        uploader = page.get_by_test_id("stFileUploaderDropzoneInput").first
+        await uploader.set_input_files(self.face, timeout=ACTION_TIMEOUT_MS)
+        await self._result("mood")
+
+    async def visit(self, loops: int, deadline: float, actions=("digits", "text", "mood")):
+        await self.open()
+        try:
+            for _ in range(loops):
+                for action in actions:
+                    if time.monotonic() > deadline:
+                        return
+                    try:
+                        await getattr(self, action)()
+                    except Exception as exc:  # a timeout or a crash of the page: counted, the loop goes on
+                        self.errors.append(f"{action}: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+        finally:
+            await self.close()
+
+
+# ---------------------------------------------------------------- phases
+
+
+def stats(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    a = np.asarray(values)
+    return {"n": len(a), "p50_ms": round(float(np.median(a)), 1), "p95_ms": round(float(np.percentile(a, 95)), 1),
+            "max_ms": round(float(a.max()), 1)}
+
+
+async def run_visitors(browser, url, pid, face, k: int, loops: int, budget_s: float) -> dict:
+    counter = {"messages": 0}
+    visitors = [Visitor(browser, url, face, counter) for _ in range(k)]
+    cpu0, browsers0, t0 = cpu_seconds(pid), chromium_cpu_seconds(), time.monotonic()
+    with RssPeak(pid) as rss:
+        await asyncio.gather(*(v.visit(loops, t0 + budget_s) for v in visitors))
+    wall = time.monotonic() - t0
+    server_cpu, browsers_cpu = cpu_seconds(pid) - cpu0, chromium_cpu_seconds() - browsers0
+    errors = [e for v in visitors for e in v.errors]
+    cores = os.cpu_count() or 1
+    per_msg = 1000 * server_cpu / max(counter["messages"], 1)
+    return {
+        "visitors": k, "wall_s": round(wall, 1),
+        "actions": {a: stats([t for v in visitors for t in v.times[a]]) for a in ("digits", "text", "mood")},
+        "errors": len(errors), "error_examples": sorted(set(errors))[:5],
+        "server_rss_peak_mb": round(rss.peak, 1),
+        "server_cpu_ms_per_message": round(per_msg, 1), "messages": counter["messages"],
+        "server_cpu_share_of_machine": round(server_cpu / wall / cores, 3),
+        "browsers_cpu_share_of_machine": round(browsers_cpu / wall / cores, 3),
+        # The server alone: how many such visitors one core serves, at this pace of interaction.
+        "visitors_per_server_core": round(k / max(server_cpu / wall, 1e-9), 1),
+    }
+
+
+async def cpu_per_page(browser, url, pid, face) -> dict:
+    """Server CPU per interaction (one websocket message) of each page alone, one visitor, warm."""
+    counter = {"messages": 0}
+    out = {}
+    for action in ("digits", "text", "mood"):
+        visitor = Visitor(browser, url, face, counter)
+        await visitor.open()
+        await getattr(visitor, action)()  # warm: model loaded, kernels built
+        samples = []
+        for _ in range(3):
+            m0 = counter["messages"]
+            await visitor.page.goto("about:blank")
+            c0 = cpu_seconds(pid)
+            await getattr(visitor, action)()
+            await visitor.page.wait_for_timeout(500)
+            samples.append((cpu_seconds(pid) - c0, counter["messages"] - m0))
+        await visitor.close()
+        cpu, msgs = sum(s[0] for s in samples), sum(s[1] for s in samples)
+        out[action] = {"server_cpu_ms_per_message": round(1000 * cpu / max(msgs, 1), 1), "messages": msgs}
+    # An open Training tab that nobody touches: its polling fragment ticks.
+    visitor = Visitor(browser, url, face, counter)
+    await visitor.open()
+    await visitor.page.goto(f"{url}/training")
+    await visitor.page.wait_for_timeout(5000)
+    m0, c0, t0 = counter["messages"], cpu_seconds(pid), time.monotonic()
+    await visitor.page.wait_for_timeout(20_000)
+    cpu, msgs, wall = cpu_seconds(pid) - c0, counter["messages"] - m0, time.monotonic() - t0
+    await visitor.close()
+    out["training_idle_tab"] = {"server_cpu_ms_per_message": round(1000 * cpu / max(msgs, 1), 1), "messages": msgs,
+                                "share_of_one_core": round(cpu / wall, 4)}
+    return out
+
+
+async def sessions_memory(browser, url, pid, n: int) -> dict:
+    """Open and close n sessions (10 at a time) and compare the server's RSS before and after."""
+    async def one():
+        context = await browser.new_context(viewport=DESKTOP)
+        page = await context.new_page()
+        await page.goto(f"{url}/digits")
+        await page.locator("canvas.upper-canvas").wait_for(timeout=ACTION_TIMEOUT_MS)
+        await context.close()
+
+    await one()
+    await asyncio.sleep(2)
+    before = rss_mb(pid)
+    failures = 0
+    for i in range(0, n, 10):
+        results = await asyncio.gather(*(one() for _ in range(min(10, n - i))), return_exceptions=True)
+        failures += sum(isinstance(r, Exception) for r in results)
+    await asyncio.sleep(5)  # sessions are dropped once their websocket closes
+    after = rss_mb(pid)
+    return {"sessions": n, "failures": failures, "rss_before_mb": round(before, 1), "rss_after_mb": round(after, 1),
+            "growth": round(after / before - 1, 3)}
+
+
+def start_training_job(data_dir) -> object:
+    """A digits training run long enough to overlap the load (the run store's normal launch path)."""
+    from pipelines import runs
+
+    args = ["--epochs", "30", "--promote", "never"] + (["--data-dir", str(data_dir)] if data_dir else [])
+    return runs.launch("digits", args)
+
+
+async def main_async(args) -> dict:
+    from playwright.async_api import async_playwright
+
+    import cv2
+    import matplotlib.cbook
+
+    face = Path(tempfile.gettempdir()) / "bench-face.jpg"
+    cv2.imwrite(str(face), cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    results = {"chromium": "one Chromium at nice 19 (the visitors' browsers), contexts as visitors",
+               "server": "streamlit run app.py, settings from .streamlit/config.toml (as make run)"}
+    runs_tmp = tempfile.mkdtemp(prefix="bench-runs-")
+    with streamlit_server({"RUNS_DIR": runs_tmp}) as url:
+        pid = streamlit_server.proc.pid
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=niced_chromium(), headless=True, args=CHROMIUM_ARGS)
+            print("== warm-up and CPU per page", flush=True)
+            results["per_page"] = await cpu_per_page(browser, url, pid, face)
+            print(json.dumps(results["per_page"]), flush=True)
+            results["visitors"] = []
+            for k in args.visitors:
+                print(f"== {k} visitors", flush=True)
+                row = await run_visitors(browser, url, pid, face, k, args.loops, args.budget)
+                print(json.dumps(row), flush=True)
+                results["visitors"].append(row)
+            if args.with_job:
+                print("== 5 visitors with a training job running", flush=True)
+                os.environ["RUNS_DIR"] = runs_tmp
+                run = start_training_job(core.data_dir(args.data_dir))
+                await asyncio.sleep(15)  # past data loading, into the epochs
+                row = await run_visitors(browser, url, pid, face, 5, args.loops, args.budget)
+                row["job_state_during"] = run.status().get("state")
+                run.request_stop()
+                from pipelines import runs
+
+                runs.kill(run)
+                print(json.dumps(row), flush=True)
+                results["with_training_job"] = row
+            if args.sessions:
+                print(f"== {args.sessions} sessions opened and closed", flush=True)
+                results["sessions_memory"] = await sessions_memory(browser, url, pid, args.sessions)
+                print(json.dumps(results["sessions_memory"]), flush=True)
+            await browser.close()
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n")[0])
+    parser.add_argument("--visitors", default="1,5,10,20", type=lambda s: [int(k) for k in s.split(",")])
+    parser.add_argument("--loops", type=int, default=2, help="visits (digits, text, mood) per visitor")
+    parser.add_argument("--budget", type=float, default=240, help="seconds at most per load level")
+    parser.add_argument("--with-job", action="store_true", help="also run the load beside a training job")
+    parser.add_argument("--sessions", type=int, default=200, help="sessions opened and closed for the memory check")
+    parser.add_argument("--data-dir", help="training data for --with-job (default: $DATA_DIR)")
+    parser.add_argument("--no-save", action="store_true", help="print only; leave the results file alone")
+    args = parser.parse_args(argv)
+    results = asyncio.run(main_async(args))
+    if args.no_save:
+        print(json.dumps(results, indent=1))
+        return
+    from bench import run as bench_run
+
+    path = bench_run.RESULTS / "results.json"
+    saved = core.read_json(path, {}) or {}
+    saved["load"] = results
+    saved.setdefault("machine", bench_run.machine())
+    core.write_json(path, saved)
+    table = bench_run.markdown(saved)
+    (bench_run.RESULTS / "results.md").write_text(table, encoding="utf-8")
+    bench_run.quote_in_readme(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
