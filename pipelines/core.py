@@ -205,12 +205,17 @@ def active_card(task: str) -> dict | None:
     return read_json(card_path(task))
 
 
+def _pointer_ns(task: str) -> int:
+    try:
+        return (registry_dir(task) / ACTIVE).lstat().st_mtime_ns
+    except OSError:
+        return 0
+
+
 def model_version(task: str) -> float:
     """Changes whenever the active model changes (promotion and rollback): pages key their cache on it."""
-    try:
-        return (registry_dir(task) / ACTIVE).lstat().st_mtime
-    except OSError:
-        pass
+    if stamp := _pointer_ns(task):
+        return stamp / 1e9
     try:
         return model_path(task).stat().st_mtime
     except OSError:
@@ -294,6 +299,10 @@ def _swap(task: str, version: str, action: str, **note) -> None:
     try:
         tmp.unlink(missing_ok=True)
         os.symlink(version, tmp)
+        # The pointer's time is the model's version for the pages' caches: strictly increasing,
+        # even for two swaps within one clock tick.
+        stamp = max(time.time_ns(), _pointer_ns(task) + 1_000)
+        os.utime(tmp, ns=(stamp, stamp), follow_symlinks=False)
         os.replace(tmp, folder / ACTIVE)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

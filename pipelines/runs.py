@@ -260,6 +260,13 @@ def kill(run: Run) -> None:
             os.killpg(pid, signal.SIGKILL)
 
 
+def looks_stuck(run: Run, grace_s: float = 60) -> bool:
+    """Active on disk, but nothing holds the task's job lock for a while: offer `abandon`."""
+    status = run.status()
+    return (status["state"] in ACTIVE_STATES and job_holder(run.task) is None
+            and time.time() - status.get("updated", status.get("created", 0)) > grace_s)
+
+
 def abandon(run: Run) -> None:
     """The way out of a run stuck as running: kill it if it is really ours, mark it failed."""
     kill(run)
