@@ -295,8 +295,9 @@ def verdict(c: dict) -> dict:
     active = f"active {c['active_version'] or 'model'}"
     words = {"better": f"better by {fmt_gap(gap, c['score_name'])}", "equal": "as good",
              "worse": f"worse by {fmt_gap(gap, c['score_name'])}"}[c["verdict"]]
-    c["message"] = (f"This run {fmt(c['candidate'], c['score_name'])} vs {active} {fmt(c['active'], c['score_name'])} "
-                    f"{c['score_name'].replace('_', ' ')} on {where}: {words}.")
+    unit = " accuracy" if c["score_name"] == "accuracy" else ""
+    c["message"] = (f"This run {fmt(c['candidate'], c['score_name'])} vs {active} {fmt(c['active'], c['score_name'])}"
+                    f"{unit} on {where}: {words}.")
     if c["near_chance"]:
         c["message"] += f" Near chance (guessing scores {fmt(c['chance'], c['score_name'])})."
     return c
