@@ -297,7 +297,8 @@ overlay.update_layout(height=320, xaxis_title="epoch", yaxis=dict(title="val los
                       yaxis2=dict(title="val accuracy", overlaying="y", side="right"),
                       legend=dict(orientation="h", y=-0.3))
 st.plotly_chart(overlay, key="overlay")
-finished = [r for r in history if r.state == "finished" and not r.status().get("promoted")]
+shown_live = (runs.active_run(task) or history[0]).id  # its gate is in the live view already
+finished = [r for r in history if r.id != shown_live and r.state == "finished" and not r.status().get("promoted")]
 if finished:
     choice = st.selectbox("Promote an earlier run", [r.id for r in finished])
     promote_section(next(r for r in finished if r.id == choice), "history")
