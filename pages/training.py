@@ -250,6 +250,8 @@ def registry_view(task: str) -> None:
     names = core.active_models(task) or [task]
     name = st.selectbox("Model", names, key=f"registry-{task}") if len(names) > 1 else names[0]
     rows = runs.version_rows(name)
+    if problem := core.check_active(name):
+        st.error(problem)
     if not rows:
         st.caption(f"No {name} versions yet: promote a run to make one." if not core.model_path(name).exists()
                    else f"The active {name} model is not registered yet; it becomes v1 at the next promotion.")

@@ -201,6 +201,19 @@ def load_model(path: Path):
         ) from exc
 
 
+def check_active(task: str) -> str | None:
+    """Why the active model file cannot be used (missing or not a .keras archive), or None.
+    Cheap (no Keras): the Training page shows it next to the rollback buttons."""
+    import zipfile
+
+    path = model_path(task)
+    if not path.exists():
+        return None if active_version(task) is None else f"The active {task} model file {path} is missing."
+    if not zipfile.is_zipfile(path):
+        return f"The active {task} model file {path} is corrupt (not a .keras archive): roll back to an earlier version."
+    return None
+
+
 def active_card(task: str) -> dict | None:
     return read_json(card_path(task))
 
@@ -479,6 +492,8 @@ def run_cli(main) -> None:
     except (DataUnavailable, ModelUnavailable, NotWritable, PromotionError, JobRunning) as exc:
         _fail_page_run(exc)
         raise SystemExit(f"error: {exc}") from None
+    except KeyboardInterrupt:  # Ctrl+C, or Stop outside the training loop: the run folder says so
+        raise SystemExit("stopped: the active model was not touched") from None
 
 
 def _fail_page_run(exc: Exception) -> None:

@@ -11,6 +11,12 @@
 The state lives on disk only, so a reloaded page, a second tab or a restarted app
 sees the same jobs. The Training page starts jobs with `launch`; a terminal run
 (`python -m pipelines.digits train`) writes the same folder.
+
+One job per task: `train_from_args` holds runs/<task>/.job.lock (filelock; the OS frees
+it when the process dies) for the whole job, so page and terminal obey the same lock.
+The status records the job's pid and the process start time (a reused pid is no job
+of ours) and the stage (loading data, training epoch k/n, evaluating, promoting);
+Stop is honoured in every stage. Jobs run niced (JOB_NICE) on JOB_THREADS threads.
 """
 
 from __future__ import annotations

@@ -243,7 +243,7 @@ def compare(name: str, score: dict, model=None, vocab=None, benchmark: Benchmark
     base = {"active_version": core.active_version(name), "active_key": core.model_version(name),
             "score_name": score["name"], "higher_is_better": score["higher_is_better"],
             "benchmark": score.get("benchmark"), "benchmark_name": score.get("benchmark_name", ""),
-            "candidate": score["value"], "chance": score.get("chance")}
+            "candidate": score["value"], "chance": score.get("chance"), "note": score.get("note", "")}
     if not active_file.exists():
         return {**base, "verdict": "no-active", "active": None,
                 "message": f"No active {name} model yet: this one would be the first."}
@@ -300,6 +300,8 @@ def verdict(c: dict) -> dict:
                     f"{unit} on {where}: {words}.")
     if c["near_chance"]:
         c["message"] += f" Near chance (guessing scores {fmt(c['chance'], c['score_name'])})."
+    if c.get("note"):
+        c["message"] += f" ({c['note'][0].upper()}{c['note'][1:]}.)"
     return c
 
 

@@ -256,3 +256,19 @@ def test_a_text_model_from_another_corpus_does_not_replace_the_active_one(tmp_pa
     assert core.active_card("text")["run"] == first.id and not second.status()["promoted"]
     gate = training.promotion_gate("text", second)
     assert gate.needs_confirmation and "worse by" in gate.message
+
+
+def test_a_failed_promotion_leaves_the_run_finished_and_says_why(monkeypatch):
+    from test_core import finished_run
+
+    run = finished_run(score=0.9)
+    card = run.card() | {"comparison": {"verdict": "no-active"}}
+
+    def no_space(name, run_dir):
+        raise core.PromotionError("Could not write the new digits version (No space left on device); "
+                                  "nothing was promoted and the active model is unchanged.")
+
+    monkeypatch.setattr(core, "promote", no_space)
+    training._maybe_promote(run, "digits", card, "always")
+    status = run.status()
+    assert status["state"] == "finished" and not status["promoted"] and "No space" in status["promote_error"]

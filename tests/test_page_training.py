@@ -105,3 +105,23 @@ def test_a_failed_run_says_so_and_cannot_be_promoted():
                                    "prose in it.")
     assert any("not touched" in c.value for c in at.caption)
     assert not [b for b in at.button if b.key and b.key.startswith("promote")]
+
+
+def test_a_corrupt_active_model_is_named_with_rollback_at_hand():
+    core.promote("digits", finished_run("digits", score=0.9).dir)
+    core.promote("digits", finished_run("digits", score=0.8).dir)
+    (core.registry_dir("digits") / "v2" / "model.keras").write_bytes(b"garbage")
+    at = run_page()
+    assert not at.exception
+    assert "v2/model.keras is corrupt" in at.error[0].value and "roll back" in at.error[0].value
+    at.button(key="rollback-digits-v1").click().run()
+    assert core.active_version("digits") == "v1" and not at.error
+
+
+def test_a_failed_automatic_promotion_is_said_on_the_page():
+    run = with_evaluation(finished_run("digits", score=0.9), 0.9)
+    run.set_status("finished", promoted=False, promote_error="Could not write the new digits version (No space "
+                   "left on device); nothing was promoted and the active model is unchanged.")
+    at = run_page()
+    assert not at.exception
+    assert "Automatic promotion failed: Could not write" in at.error[0].value
