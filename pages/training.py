@@ -280,13 +280,19 @@ st.subheader("Models")
 registry_view(task)
 
 # ---------------------------------------------------------------- history
+@st.fragment(run_every=5 if active is not None else None)
+def history_table(task: str) -> None:
+    """The runs table changes while a job runs (its epochs, minutes): it polls too, slower."""
+    st.dataframe(pd.DataFrame([runs.summary(r) for r in runs.list_runs(task)]), hide_index=True, width="stretch")
+
+
 st.divider()
 st.subheader("Run history")
 history = runs.list_runs(task)
 if not history:
     st.caption("No runs yet.")
     st.stop()
-st.dataframe(pd.DataFrame([runs.summary(r) for r in history]), hide_index=True, width="stretch")
+history_table(task)
 picked = st.multiselect("Overlay runs", [r.id for r in history], max_selections=2,
                         default=[r.id for r in history[:2]])
 overlay = go.Figure()

@@ -50,7 +50,8 @@ class Run:
 
     @classmethod
     def create(cls, task: str, settings) -> Run:
-        run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+        now = time.time()  # milliseconds in the id: runs made within one second still sort by age
+        run_id = time.strftime("%Y%m%d-%H%M%S-", time.localtime(now)) + f"{int(now * 1000) % 1000:03d}{secrets.token_hex(1)}"
         run = cls(core.runs_dir() / task / run_id)
         run.dir.mkdir(parents=True)
         core.write_json(run.dir / "settings.json", asdict(settings) if not isinstance(settings, dict) else settings)

@@ -1,7 +1,5 @@
 """The Training page's promotion gate and rollback in a real browser (Debian Chromium via Playwright)."""
 
-import time
-
 import numpy as np
 import pytest
 from browser import chromium, streamlit_server
@@ -25,7 +23,6 @@ def evaluated_run(accuracy: float):
 def test_promote_a_worse_run_see_both_numbers_cancel_then_roll_back(isolated_dirs):
     core.promote("digits", evaluated_run(0.95).dir)  # v1
     core.promote("digits", evaluated_run(0.9).dir)  # v2, active
-    time.sleep(1.1)  # run ids start with the second: the worse run is the newest, the one shown live
     worse = evaluated_run(0.5)
     env = {"MODELS_DIR": str(core.models_dir()), "RUNS_DIR": str(core.runs_dir())}
     with streamlit_server(env) as url, chromium() as page:
