@@ -169,11 +169,17 @@ def promote_section(run: runs.Run, where: str) -> None:
     st.markdown(f"**Compared with the active model:** {gate.message}")
     confirm = f"confirm-{where}-{run.id}"
     if st.session_state.get(confirm):
-        gap = gate.comparison.get("gap")
-        how = (f"it is **worse by {training.fmt_gap(gap, gate.comparison['score_name'])}**"
-               if gate.comparison.get("verdict") == "worse" else "there is no like-for-like evidence that it is better")
-        st.warning(f"Promote anyway? {how}. {gate.message} The previous model stays in the registry "
-                   "and can be rolled back.", icon="⚠️")
+        c = gate.comparison
+        if c.get("verdict") == "worse":
+            how = (f"It is **worse by {training.fmt_gap(c['gap'], c['score_name'])}**: this run "
+                   f"{training.fmt(c['candidate'], c['score_name'])}, active {c.get('active_version') or 'model'} "
+                   f"{training.fmt(c['active'], c['score_name'])} on {c.get('benchmark_name') or c.get('benchmark')}.")
+        elif c.get("near_chance"):
+            how = f"It scores near chance: {gate.message}"
+        else:
+            how = f"There is no like-for-like evidence that it is better. {gate.message}"
+        st.warning(f"Promote anyway? {how} The previous model stays in the registry and can be rolled back.",
+                   icon="⚠️")
         yes, no = st.columns(2)
         if yes.button("Yes, promote it anyway", key=f"yes-{where}-{run.id}", type="primary"):
             st.session_state.pop(confirm)
@@ -216,6 +222,7 @@ def live(task: str) -> None:
     stage = status.get("stage") if state in runs.ACTIVE_STATES else ""
     st.subheader(f"Run {latest.id}: {state}" + (f" ({stage})" if stage else ""))
     fraction, left = runs.progress(latest)
+    fraction = 1.0 if state == "finished" else fraction
     eta = f", about {left / 60:.1f} min left" if left is not None and state in runs.ACTIVE_STATES else ""
     st.progress(fraction, text=f"{fraction:.0%}{eta}")
     if state in runs.ACTIVE_STATES:

@@ -30,7 +30,7 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
@@ -216,7 +216,7 @@ def job_lock(task: str):
     from filelock import FileLock, Timeout
 
     core.check_writable(core.runs_dir() / task, "runs")
-    lock = FileLock(_lock_path(task), timeout=0)
+    lock = FileLock(_lock_path(task), timeout=3)  # a page probing the lock (job_holder) holds it for an instant
     try:
         lock.acquire()
     except Timeout:
@@ -270,8 +270,8 @@ def kill(run: Run) -> None:
 def looks_stuck(run: Run, grace_s: float = 60) -> bool:
     """Active on disk, but nothing holds the task's job lock for a while: offer `abandon`."""
     status = run.status()
-    return (status["state"] in ACTIVE_STATES and job_holder(run.task) is None
-            and time.time() - status.get("updated", status.get("created", 0)) > grace_s)
+    return (status["state"] in ACTIVE_STATES and time.time() - status.get("updated", status.get("created", 0)) > grace_s
+            and job_holder(run.task) is None)
 
 
 def abandon(run: Run) -> None:
@@ -514,22 +514,19 @@ def train_from_args(task: str, settings, args, train_fn, **kwargs):
 
     One job per task: the lock is taken first, so a second `train` (page or terminal)
     is refused with the name of the running job."""
-    try:
-        lock = job_lock(task)
-        lock.__enter__()
-    except (core.JobRunning, core.NotWritable) as exc:
-        if args.run_dir:  # the page made this run folder: say there why it did not start
-            Run(Path(args.run_dir)).set_status("failed", error=str(exc), ended=time.time())
-        raise
-    try:
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(job_lock(task))
+        except (core.JobRunning, core.NotWritable) as exc:
+            if args.run_dir:  # the page made this run folder: say there why it did not start
+                Run(Path(args.run_dir)).set_status("failed", error=str(exc), ended=time.time())
+            raise
         run = open_run(task, args.run_dir, settings)
         record_holder(task, run)
         lower_priority()
         with running(run), stop_watcher(run):
             run.set_stage("loading data")
             return run, train_fn(settings, run, promote=args.promote, **kwargs)
-    finally:
-        lock.__exit__(None, None, None)
 
 
 # ---------------------------------------------------------------- the registry from a terminal
