@@ -300,10 +300,9 @@ def start_training_job(data_dir) -> object:
 
 
 async def main_async(args) -> dict:
-    from playwright.async_api import async_playwright
-
     import cv2
     import matplotlib.cbook
+    from playwright.async_api import async_playwright
 
     face = Path(tempfile.gettempdir()) / "bench-face.jpg"
     cv2.imwrite(str(face), cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))

@@ -2,6 +2,7 @@
 
     python -m pipelines.digits train [--data-dir DIR] [--arch default|baseline] [--epochs N] [--promote always]
     python -m pipelines.digits evaluate [--data-dir DIR] [--model PATH]
+    python -m pipelines.digits models | rollback [VERSION]
 
 Data: `mnist.npz` (keras layout) from --data-dir or $DATA_DIR, else the keras download.
 Canvas drawings are turned into MNIST-like 28x28 images exactly as MNIST was made:
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -37,6 +38,9 @@ class Settings:
     with_feedback: bool = False
     seed: int = 0
     init_from: str = ""  # a .keras model to start from (fine-tuning) instead of random weights
+
+    def __post_init__(self):
+        core.check_settings(self)  # page and command line get the same one-line message
 
     @classmethod
     def baseline(cls) -> Settings:
@@ -214,7 +218,19 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
         make_dataset(x_val, y_val, 512, augment=False, shuffle=False),
         settings=settings, epochs=settings.epochs, batch_size=settings.batch_size,
         evaluate=lambda m: evaluate(m, x_test, y_test), score_key="accuracy",
-        data_hash=data_hash(x_train, y_train), promote=promote,
+        data_hash=data_hash(x_train, y_train), promote=promote, benchmark=benchmark(x_test, y_test),
+    )
+
+
+def benchmark(x_test, y_test):
+    """The fixed benchmark every digits model is compared on: the MNIST test images."""
+    from pipelines.training import Benchmark, benchmark_id, majority_share
+
+    return Benchmark(
+        id=benchmark_id("mnist-test", np.ascontiguousarray(x_test).tobytes(), np.ascontiguousarray(y_test).tobytes()),
+        name=f"{len(x_test):,} MNIST test images", score_key="accuracy", higher_is_better=True,
+        score=lambda model, _vocab: evaluate(model, x_test, y_test)["accuracy"],
+        chance=majority_share(y_test), same_as_test=True,
     )
 
 
@@ -341,15 +357,18 @@ def main(argv=None):
     e.add_argument("--model", default=None, help="a .keras file (default: the active model)")
     runs.add_train_flags(t)
     t.add_argument("--with-feedback", action="store_true", help="include the page's 'teach it' drawings")
+    runs.add_registry_commands(sub)
     args = parser.parse_args(argv)
 
+    if args.cmd in ("models", "rollback"):
+        runs.registry_command(TASK, args)
+        return
     if args.cmd == "evaluate":
         model = core.load_model(Path(args.model) if args.model else core.model_path(TASK))
         _, _, x_test, y_test = load_data(args.data_dir)
         print(json.dumps(evaluate(model, x_test, y_test), indent=1))
         return
-    settings = runs.settings_from_args(Settings, args)
-    settings.with_feedback = args.with_feedback
+    settings = replace(runs.settings_from_args(Settings, args), with_feedback=args.with_feedback)
     run, card = runs.train_from_args(TASK, settings, args, train, data_dir=args.data_dir)
     if card:
         print(json.dumps({"run": run.id, "test_accuracy": card["test"]["accuracy"]}))

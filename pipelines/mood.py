@@ -3,6 +3,7 @@
     python -m pipelines.mood train [--data-dir DIR] [--arch default|baseline] [--epochs N] [--promote always]
     python -m pipelines.mood evaluate [--data-dir DIR]
     python -m pipelines.mood predict PHOTO.jpg
+    python -m pipelines.mood models | rollback [VERSION]
 
 Data, from --data-dir or $DATA_DIR, in any of the forms people have:
 `fer2013.npz` (keys x_train, y_train, x_test, y_test[, test_split]), Kaggle's `fer2013.csv`
@@ -44,6 +45,10 @@ class Settings:
     val_split: float = 0.05
     seed: int = 0
     init_from: str = ""  # a .keras model to start from (fine-tuning) instead of random weights
+
+    def __post_init__(self):
+        core.check_settings(self, label_smoothing=core.number(0, 1, low_open=False, high_open=True),
+                            class_weighting=core.flag, mixed_precision=core.flag)
 
     @classmethod
     def baseline(cls) -> Settings:
@@ -261,6 +266,20 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data: 
         settings=settings, epochs=settings.epochs, batch_size=settings.batch_size,
         evaluate=lambda m: evaluate(m, data), score_key="accuracy",
         data_hash=core.sha256_bytes(data.x_train.tobytes(), data.y_train.tobytes()), promote=promote,
+        benchmark=benchmark(data),
+    )
+
+
+def benchmark(data: Data):
+    """The fixed benchmark every mood model is compared on: the FER2013 test images."""
+    from pipelines.training import Benchmark, benchmark_id, majority_share
+
+    return Benchmark(
+        id=benchmark_id("fer2013-test", np.ascontiguousarray(data.x_test).tobytes(),
+                        np.ascontiguousarray(data.y_test).tobytes()),
+        name=f"{len(data.x_test):,} FER2013 test images", score_key="accuracy", higher_is_better=True,
+        score=lambda model, _vocab: evaluate(model, data)["accuracy"],
+        chance=majority_share(data.y_test), same_as_test=True,
     )
 
 
@@ -422,8 +441,12 @@ def main(argv=None):
     for q in (t, e):
         q.add_argument("--data-dir", help="folder with FER2013 (default: $DATA_DIR)")
     runs.add_train_flags(t)
+    runs.add_registry_commands(sub)
     args = parser.parse_args(argv)
 
+    if args.cmd in ("models", "rollback"):
+        runs.registry_command(TASK, args)
+        return
     if args.cmd == "predict":
         fn, _ = load()
         reading = read_photo(fn, decode_image(Path(args.photo).read_bytes()))

@@ -11,10 +11,18 @@
 The state lives on disk only, so a reloaded page, a second tab or a restarted app
 sees the same jobs. The Training page starts jobs with `launch`; a terminal run
 (`python -m pipelines.digits train`) writes the same folder.
+
+One job per task: `train_from_args` holds runs/<task>/.job.lock (filelock; the OS frees
+it when the process dies) for the whole job, so page and terminal obey the same lock.
+The status records the job's pid and the process start time (a reused pid is no job
+of ours) and the stage (loading data, training epoch k/n, evaluating, promoting);
+Stop is honoured in every stage. Jobs run niced (JOB_NICE) on JOB_THREADS threads.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 import os
 import secrets
@@ -22,8 +30,8 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
-from dataclasses import asdict
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from pipelines import core
@@ -42,7 +50,8 @@ class Run:
 
     @classmethod
     def create(cls, task: str, settings) -> Run:
-        run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+        now = time.time()  # milliseconds in the id: runs made within one second still sort by age
+        run_id = time.strftime("%Y%m%d-%H%M%S-", time.localtime(now)) + f"{int(now * 1000) % 1000:03d}{secrets.token_hex(1)}"
         run = cls(core.runs_dir() / task / run_id)
         run.dir.mkdir(parents=True)
         core.write_json(run.dir / "settings.json", asdict(settings) if not isinstance(settings, dict) else settings)
@@ -68,8 +77,10 @@ class Run:
         status = core.read_json(self.dir / "status.json", {"state": "failed", "error": "status.json unreadable"})
         # A job killed with SIGKILL cannot write its own epitaph: notice the dead pid. The
         # launcher records the pid in its own file, so it never races the job's status writes.
-        pid = status.get("pid") or _read_pid(self.dir / "pid")
-        if status.get("state") in ACTIVE_STATES and pid and not _alive(pid):
+        pid, start = status.get("pid"), status.get("pid_start")
+        if not pid:
+            pid, start = _read_pid(self.dir / "pid")
+        if status.get("state") in ACTIVE_STATES and pid and not _alive(pid, start):
             status = {**status, "state": "failed", "error": "the training process died unexpectedly"}
         return status
 
@@ -82,6 +93,10 @@ class Run:
     @property
     def state(self) -> str:
         return self.status()["state"]
+
+    def set_stage(self, stage: str) -> None:
+        """What the job does now, in words: loading data, training epoch 2/5, evaluating, promoting."""
+        self.set_status(self.status().get("state", "running"), stage=stage)
 
     # -- metrics
     def append_metric(self, row: dict) -> None:
@@ -115,25 +130,42 @@ class Run:
         return (self.dir / "STOP").exists()
 
 
-def _read_pid(path: Path) -> int | None:
+def _read_pid(path: Path) -> tuple[int | None, int | None]:
+    """(pid, process start time) as launch() wrote them."""
     try:
-        return int(path.read_text())
-    except (OSError, ValueError):
+        parts = path.read_text().split()
+        return int(parts[0]), (int(parts[1]) if len(parts) > 1 else None)
+    except (OSError, ValueError, IndexError):
+        return None, None
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return None
+    return text[text.rindex(")") + 2:].split()  # after "(command name)", which may hold spaces
 
 
-def _alive(pid: int) -> bool:
+def process_start(pid: int) -> int | None:
+    """When a process started (clock ticks since boot): a reused pid has another start time."""
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def _alive(pid: int, start: int | None = None) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    # A zombie (finished child not yet reaped by the app) counts as dead.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
+    fields = _proc_stat(pid)
+    if fields is None:
         return True
+    # A zombie (finished child not yet reaped by the app) counts as dead, and so does
+    # another process that got the same pid later.
+    return fields[0] != "Z" and (start is None or int(fields[19]) == start)
 
 
 def list_runs(task: str | None = None) -> list[Run]:
@@ -147,13 +179,70 @@ def active_run(task: str) -> Run | None:
     return next((r for r in list_runs(task) if r.state in ACTIVE_STATES), None)
 
 
+# ---------------------------------------------------------------- one job per task
+
+
+def _lock_path(task: str) -> Path:
+    return core.runs_dir() / task / ".job.lock"
+
+
+def job_holder(task: str) -> dict | None:
+    """Who holds the task's job lock ({run, pid, started}), or None when no job runs."""
+    from filelock import FileLock, Timeout
+
+    if not _lock_path(task).exists():
+        return None
+    lock = FileLock(_lock_path(task), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return core.read_json(_lock_path(task).with_name(".job.json"), {}) or {"run": "unknown"}
+    except OSError:
+        return None
+    lock.release()
+    return None
+
+
+def describe_job(task: str, holder: dict) -> str:
+    started = time.strftime("%H:%M", time.localtime(holder["started"])) if holder.get("started") else "earlier"
+    return (f"A {task} training job is already running: run {holder.get('run', 'unknown')} "
+            f"(pid {holder.get('pid', '?')}, started {started}). Wait for it to end or stop it on the Training page.")
+
+
+@contextmanager
+def job_lock(task: str):
+    """Hold the task's lock for the whole job: the page and the command line obey the same one.
+    The OS releases it when the process dies, so a crash never leaves a stale lock."""
+    from filelock import FileLock, Timeout
+
+    core.check_writable(core.runs_dir() / task, "runs")
+    lock = FileLock(_lock_path(task), timeout=3)  # a page probing the lock (job_holder) holds it for an instant
+    try:
+        lock.acquire()
+    except Timeout:
+        raise core.JobRunning(describe_job(task, job_holder(task) or {})) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def record_holder(task: str, run: Run) -> None:
+    """Name the job that holds the lock, for the message a second job gets."""
+    core.write_json(_lock_path(task).with_name(".job.json"),
+                    {"run": run.id, "pid": os.getpid(), "pid_start": process_start(os.getpid()), "started": time.time()})
+
+
 def launch(task: str, args: list[str]) -> Run:
     """Start `python -m pipelines.<task> train ...` in the background; one job per task.
 
     The run folder is created here, so the page can show it before the job starts.
     """
+    if (holder := job_holder(task)) is not None:
+        raise core.JobRunning(describe_job(task, holder))
     if (running := active_run(task)) is not None:
-        raise RuntimeError(f"A {task} training job is already running ({running.id}).")
+        raise core.JobRunning(describe_job(task, {"run": running.id, **running.status()}))
+    core.check_writable(core.runs_dir() / task, "runs")
     run = Run.create(task, {"task": task, "args": args})
     log = open(run.log_path, "ab")
     proc = subprocess.Popen(
@@ -162,35 +251,63 @@ def launch(task: str, args: list[str]) -> Run:
         start_new_session=True,  # survives a Streamlit rerun and does not get its signals
     )
     log.close()
-    core.atomic_write_text(run.dir / "pid", str(proc.pid))
+    core.atomic_write_text(run.dir / "pid", f"{proc.pid} {process_start(proc.pid) or ''}")
     return run
 
 
 def kill(run: Run) -> None:
-    """Hard stop (SIGKILL): the run ends as failed and nothing is promoted."""
-    pid = run.status().get("pid") or _read_pid(run.dir / "pid")
-    if pid:
-        try:
+    """Hard stop (SIGKILL): the run ends as failed and nothing is promoted. Only the process
+    that started this run is killed, never another one that got its pid later."""
+    status = run.status()
+    pid, start = status.get("pid"), status.get("pid_start")
+    if not pid:
+        pid, start = _read_pid(run.dir / "pid")
+    if pid and _alive(pid, start):
+        with suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+
+
+def looks_stuck(run: Run, grace_s: float = 60) -> bool:
+    """Active on disk, but nothing holds the task's job lock for a while: offer `abandon`."""
+    status = run.status()
+    return (status["state"] in ACTIVE_STATES and time.time() - status.get("updated", status.get("created", 0)) > grace_s
+            and job_holder(run.task) is None)
+
+
+def abandon(run: Run) -> None:
+    """The way out of a run stuck as running: kill it if it is really ours, mark it failed."""
+    kill(run)
+    run.set_status("failed", error="marked as failed by the user (the job was not running any more)",
+                   ended=time.time())
 
 
 @contextmanager
 def running(run: Run):
     """Mark a run running for the duration of the block; record how it ended."""
-    run.set_status("running", pid=os.getpid(), started=time.time())
+    run.set_status("running", pid=os.getpid(), pid_start=process_start(os.getpid()), started=time.time())
     try:
         yield run
     except KeyboardInterrupt:
-        run.set_status("stopped", error="interrupted", ended=time.time())
+        stage = run.status().get("stage", "")
+        run.set_status("stopped", error=f"stopped by the user{' while ' + stage if stage else ''}; "
+                       "the active model was not touched", ended=time.time())
         raise
     except BaseException as exc:
-        run.set_status("failed", error=f"{type(exc).__name__}: {exc}", ended=time.time())
+        run.set_status("failed", error=error_text(exc), ended=time.time())
         raise
     else:
         if run.state == "running":  # the block did not set its own end state
             run.set_status("finished", ended=time.time())
+
+
+PERSON_ERRORS = (core.DataUnavailable, core.ModelUnavailable, core.InvalidSettings, core.NotWritable,
+                 core.PromotionError, core.JobRunning)
+
+
+def error_text(exc: BaseException) -> str:
+    """One sentence for the page: the message alone when it is written for people, else its type too."""
+    text = str(exc).strip() or type(exc).__name__
+    return text if isinstance(exc, PERSON_ERRORS) else f"{type(exc).__name__}: {text}"
 
 
 def open_run(task: str, run_dir: str | None, settings) -> Run:
@@ -206,41 +323,84 @@ def open_run(task: str, run_dir: str | None, settings) -> Run:
 
 # ---------------------------------------------------------------- what the Training page asks for
 
-# (min, max) of each setting the page offers; checked before a job starts.
-LIMITS = {"epochs": (1, 200), "batch_size": (8, 1024), "learning_rate": (1e-5, 1.0), "data_fraction": (0.01, 1.0)}
+# Bounds of the page's number inputs; the rules themselves live in each pipeline's Settings.
+LIMITS = {"epochs": (1, 1000), "batch_size": (2, 4096), "learning_rate": (1e-6, 1.0), "data_fraction": (0.01, 1.0)}
 CAN_AUGMENT = {"digits", "mood"}
+FORM_KEYS = ("arch", "epochs", "batch_size", "learning_rate", "data_fraction", "augment", "with_feedback")
+MIN_CORPUS_CHARS = 2_000
+
+
+def settings_class(task: str):
+    """The task's settings dataclass (pipelines.<task>.Settings)."""
+    if task not in TASKS:
+        raise core.InvalidSettings(f"unknown task {task!r}: use {', '.join(TASKS)}")
+    return importlib.import_module(f"pipelines.{task}").Settings
+
+
+def defaults(task: str, arch: str = "default") -> dict:
+    """What the page's form starts from: the pipeline's own defaults for that architecture."""
+    cls = settings_class(task)
+    return asdict(cls.baseline() if arch == "baseline" else cls())
+
+
+def settings_for(task: str, form: dict):
+    """The settings a run will use for the page's choices; raises InvalidSettings in one line."""
+    cls = settings_class(task)
+    base = cls.baseline() if form.get("arch") == "baseline" else cls()
+    names = {f.name for f in fields(cls)}
+    return replace(base, **{k: form[k] for k in FORM_KEYS if k in names and form.get(k) is not None})
+
+
+def check_corpus(path) -> None:
+    """Refuse a corpus that cannot teach a character model: missing, empty, binary, too short."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise core.DataUnavailable(f"Corpus file {path} cannot be read ({exc.strerror or exc}).") from None
+    if not raw.strip():
+        raise core.DataUnavailable(f"Corpus file {path.name} is empty: pick a plain-text file with prose in it.")
+    text = raw.decode("utf-8", errors="replace")
+    odd = sum(c == "\ufffd" or (ord(c) < 32 and c not in "\n\r\t\f") for c in text[:200_000])
+    if b"\x00" in raw[:65_536] or odd > 0.01 * min(len(text), 200_000):
+        raise core.DataUnavailable(f"Corpus file {path.name} is not plain text (binary data); "
+                                   "pick a .txt file saved as UTF-8.")
+    if len(text.strip()) < MIN_CORPUS_CHARS:
+        raise core.DataUnavailable(f"Corpus file {path.name} is too short to train on ({len(text.strip()):,} "
+                                   f"characters; at least {MIN_CORPUS_CHARS:,} needed).")
 
 
 def validate(task: str, form: dict) -> list[str]:
     """Every problem with the chosen settings, in words (empty when all is well)."""
-    errors = [] if task in TASKS else [f"unknown task {task!r}"]
-    for key, (low, high) in LIMITS.items():
-        value = form.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, (int, float)) or not low <= value <= high:
-            errors.append(f"{key.replace('_', ' ')} must be between {low:g} and {high:g} (got {value!r})")
-    if form.get("arch", "default") not in ("default", "baseline"):
-        errors.append("architecture must be default or baseline")
+    errors = []
+    try:
+        settings_for(task, form)
+    except core.InvalidSettings as exc:
+        errors.append(str(exc))
     if form.get("data_dir") and not Path(form["data_dir"]).is_dir():
         errors.append(f"data folder {form['data_dir']} not found")
-    if form.get("corpus") and not Path(form["corpus"]).is_file():
-        errors.append(f"corpus file {form['corpus']} not found")
+    if form.get("corpus"):
+        try:
+            check_corpus(form["corpus"])
+        except core.DataUnavailable as exc:
+            errors.append(str(exc))
     return errors
 
 
 def train_args(task: str, form: dict) -> list[str]:
-    """The `python -m pipelines.<task> train` flags for the page's choices."""
-    args = ["--arch", form.get("arch", "default")]
-    for key in LIMITS:
-        if form.get(key) is not None:
-            args += [f"--{key.replace('_', '-')}", str(form[key])]
-    if task in CAN_AUGMENT and form.get("augment") is False:
-        args.append("--no-augment")
-    if task == "digits" and form.get("with_feedback"):
+    """The `python -m pipelines.<task> train` flags for the page's choices: every setting explicit,
+    so the run uses exactly what the form showed."""
+    s = settings_for(task, form)
+    args = ["--arch", s.arch, "--epochs", str(s.epochs), "--batch-size", str(s.batch_size),
+            "--learning-rate", repr(s.learning_rate), "--data-fraction", repr(s.data_fraction)]
+    if task in CAN_AUGMENT:
+        args.append("--augment" if s.augment else "--no-augment")
+    if task == "digits" and s.with_feedback:
         args.append("--with-feedback")
     if task == "text" and form.get("corpus"):
         args += ["--corpus", str(form["corpus"])]
+    if task == "text" and form.get("name"):
+        args += ["--name", str(form["name"])]
     if form.get("data_dir"):
         args += ["--data-dir", str(form["data_dir"])]
     args += ["--promote", "if-better" if form.get("auto_promote") else "never"]
@@ -288,27 +448,127 @@ def add_train_flags(parser, augment: bool = True) -> None:
     for name, typ in SETTING_FLAGS:
         parser.add_argument(f"--{name}", type=typ)
     if augment:
-        parser.add_argument("--no-augment", action="store_true")
+        parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                            help="augment the training images (default: the architecture's choice)")
     parser.add_argument("--init-from", help="a .keras model to fine-tune instead of starting from random weights")
     parser.add_argument("--promote", choices=("never", "always", "if-better"), default="never",
-                        help="make the trained model the active one (if-better: only if it beats it)")
+                        help="make the trained model the active one (if-better: only if it beats it on the "
+                             "same benchmark)")
     parser.add_argument("--run-dir", help="run folder made by the Training page")
 
 
 def settings_from_args(settings_cls, args):
-    """The pipeline's settings: its default (or baseline), overridden by the flags given."""
+    """The pipeline's settings: its default (or baseline), overridden by the flags given.
+    Built with dataclasses.replace, so the dataclass validates the result (InvalidSettings)."""
     settings = settings_cls.baseline() if args.arch == "baseline" else settings_cls()
-    for name, _ in SETTING_FLAGS + (("units", int), ("dropout", float), ("init-from", str)):
+    names = {f.name for f in fields(settings_cls)}
+    overrides = {}
+    for name, _ in SETTING_FLAGS + (("units", int), ("dropout", float), ("init-from", str), ("augment", bool)):
         key = name.replace("-", "_")
-        if getattr(args, key, None) is not None:
-            setattr(settings, key, getattr(args, key))
-    if getattr(args, "no_augment", False):
-        settings.augment = False
-    return settings
+        if key in names and getattr(args, key, None) is not None:
+            overrides[key] = getattr(args, key)
+    return replace(settings, **overrides)
+
+
+def lower_priority() -> None:
+    """A training job yields to the app: nice level JOB_NICE (default 10) and JOB_THREADS
+    TensorFlow threads (default: all cores but one), so the server keeps a core."""
+    with suppress(OSError, ValueError):
+        os.nice(int(os.environ.get("JOB_NICE", "10")))
+    threads = int(os.environ.get("JOB_THREADS") or max(1, (os.cpu_count() or 2) - 1))
+    import tensorflow as tf
+
+    with suppress(RuntimeError):  # too late once TensorFlow has run an op: keep its own choice
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+
+
+@contextmanager
+def stop_watcher(run: Run, poll_s: float = 0.3):
+    """Honour Stop in every stage. While Keras trains, MetricsLogger stops after the batch and
+    keeps the best checkpoint; in any other stage (loading data, evaluating, ...) the main thread
+    gets a KeyboardInterrupt, which `running` records as stopped. Promotion's final rename is
+    never interrupted (stage "promoting"): it either happened or not."""
+    import _thread
+    import threading
+
+    done = threading.Event()
+
+    def watch():
+        while not done.wait(poll_s):
+            if run.stop_requested() and not getattr(run, "in_fit", False) \
+                    and run.status().get("stage") != "promoting":
+                _thread.interrupt_main()
+                return
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def train_from_args(task: str, settings, args, train_fn, **kwargs):
-    """Run `train_fn(settings, run, promote=..., **kwargs)` in a run folder; (run, card)."""
-    run = open_run(task, args.run_dir, settings)
-    with running(run):
-        return run, train_fn(settings, run, promote=args.promote, **kwargs)
+    """Run `train_fn(settings, run, promote=..., **kwargs)` in a run folder; (run, card).
+
+    One job per task: the lock is taken first, so a second `train` (page or terminal)
+    is refused with the name of the running job."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(job_lock(task))
+        except (core.JobRunning, core.NotWritable) as exc:
+            if args.run_dir:  # the page made this run folder: say there why it did not start
+                Run(Path(args.run_dir)).set_status("failed", error=str(exc), ended=time.time())
+            raise
+        run = open_run(task, args.run_dir, settings)
+        record_holder(task, run)
+        lower_priority()
+        with running(run), stop_watcher(run):
+            run.set_stage("loading data")
+            return run, train_fn(settings, run, promote=args.promote, **kwargs)
+
+
+# ---------------------------------------------------------------- the registry from a terminal
+
+
+def add_registry_commands(sub, name_flag: bool = False) -> None:
+    """`models` (list the versions) and `rollback [VERSION]`, shared by every pipeline."""
+    m = sub.add_parser("models", help="list the registered versions, marking the active one")
+    r = sub.add_parser("rollback", help="make an earlier version active (default: the one before the active)")
+    r.add_argument("version", nargs="?", help="e.g. v2 (see `models`)")
+    for p in (m, r):
+        if name_flag:
+            p.add_argument("--name", help="registry name (text, text-sherlock, ...)")
+
+
+def version_rows(task: str) -> list[dict]:
+    """One row per version for the page and the command line."""
+    rows = []
+    for v in core.list_versions(task):
+        card, score = v["card"], v["card"].get("score", {}) or {}
+        rows.append({
+            "version": v["version"], "active": v["active"],
+            "date": card.get("promoted") or card.get("date", ""), "run": card.get("run", ""),
+            "score": f"{score['name']} {score['value']:.4g}" if "value" in score else "",
+            "benchmark": score.get("benchmark_name") or score.get("benchmark") or "not recorded",
+        })
+    return rows
+
+
+def registry_command(task: str, args) -> None:
+    """Run `models` or `rollback` for a task (or a name such as text-sherlock)."""
+    name = getattr(args, "name", None) or task
+    if args.cmd == "models":
+        rows = version_rows(name)
+        if not rows and core.model_path(name).exists():
+            rows = [{"version": "(not yet registered)", "active": True, "date": "", "run": "",
+                     "score": "", "benchmark": "the first promotion or rollback registers it as v1"}]
+        if not rows:
+            print(f"No {name} versions yet: train one with `python -m pipelines.{task} train --promote always`.")
+        for row in rows:
+            print(f"{'*' if row['active'] else ' '} {row['version']:<6} {row['date']:<25} run {row['run'] or '-':<22} "
+                  f"{row['score'] or '-':<24} on {row['benchmark']}")
+        return
+    version = core.rollback(name, args.version)
+    print(f"{name}: {version} is now the active model.")

@@ -3,6 +3,7 @@
     python -m pipelines.text train [--corpus FILE | --data-dir DIR] [--arch default|baseline] [--promote always]
     python -m pipelines.text evaluate [--corpus FILE] [--model PATH]
     python -m pipelines.text complete "the free spi" [--words 8 --temperature 0.6]
+    python -m pipelines.text models | rollback [VERSION] [--name text-sherlock]
 
 Corpus: --corpus, else text/nietzsche.txt (or nietzsche.txt) in --data-dir / $DATA_DIR, else
 the classic Nietzsche download. The text is lowercased; 40-character windows with step 3
@@ -49,6 +50,11 @@ class Settings:
     data_fraction: float = 1.0
     seed: int = 0
     init_from: str = ""  # a .keras model to start from (fine-tuning) instead of random weights
+
+    def __post_init__(self):
+        core.check_settings(self, window=core.whole(2, 1000), step=core.whole(1, 100), units=core.whole(1, 4096),
+                            embed=core.whole(0, 1024), dropout=core.number(0, 1, low_open=False, high_open=True),
+                            holdout=core.number(0, 0.5, high_open=True))
 
     @classmethod
     def baseline(cls) -> Settings:
@@ -392,6 +398,57 @@ def train(settings: Settings, run, corpus=None, data_dir=None, promote: str = "n
         promote=promote,
         card_extra={"corpus": corpus_name, "corpus_chars": len(text),
                     "vocab_size": len(vocab["chars"])}, name=name,
+        benchmark=benchmark_for(name, text, corpus_name, corpus, data_dir),
+    )
+
+
+# ---------------------------------------------------------------- the fixed benchmark
+
+BENCH_HOLDOUT, BENCH_WINDOW = 0.1, 40
+UNKNOWN_BITS = -math.log2(1e-12)  # a character the model does not know: probability 1e-12, the floor of every score
+
+
+def held_out_text(text: str, holdout: float = BENCH_HOLDOUT) -> str:
+    """The last 10% of the whole normalized corpus: what the shipped model never trained on."""
+    text = normalize(text)
+    return text[int(len(text) * (1 - holdout)):]
+
+
+def benchmark_bits(model, vocab: dict | None, held: str, window: int = BENCH_WINDOW, max_windows: int = 20_000) -> float:
+    """Bits per character on `held` with the model's own vocabulary; each character it does not know
+    counts as an error of UNKNOWN_BITS. Equals evaluate()'s bits_per_char when it knows them all."""
+    if not vocab or "chars" not in vocab:
+        raise core.ModelUnavailable("This text model has no vocabulary, so it cannot be scored.")
+    index = {c: i for i, c in enumerate(vocab["chars"])}
+    ids = np.array([index[c] for c in held if c in index], np.int32)
+    unknown = 1 - len(ids) / max(len(held), 1)
+    starts = window_starts(len(ids), window, 3)[:max_windows]
+    if not len(starts):
+        return UNKNOWN_BITS
+    probs = last_char_probs(model, np.stack([ids[s:s + window] for s in starts]))
+    p_true = np.maximum(probs[np.arange(len(starts)), ids[starts + window]], 1e-12)
+    return float((1 - unknown) * -np.log2(p_true).mean() + unknown * UNKNOWN_BITS)
+
+
+def benchmark_for(name: str, text: str, corpus_name: str, corpus=None, data_dir=None):
+    """The `text` model is always compared on the held-out part of the shipped corpus (Nietzsche),
+    whatever it was trained on; a named model (text-sherlock) on its own corpus's held-out part."""
+    from pipelines.training import Benchmark, benchmark_id, log2_chance
+
+    source = corpus_name
+    if name == TASK and corpus is not None:
+        try:
+            text, source = load_corpus(None, data_dir), "nietzsche"
+        except core.DataUnavailable:
+            print("the shipped corpus is not at hand: this model is scored on its own held-out text, "
+                  "so it has no common benchmark with the active text model", flush=True)
+    held = held_out_text(text)
+    return Benchmark(
+        id=benchmark_id("text-heldout", held.encode()), name=f"the last 10% of {source} ({len(held):,} characters)",
+        score_key="bits_per_char", higher_is_better=False,
+        score=lambda model, vocab: benchmark_bits(model, vocab, held), chance=log2_chance(len(set(held))),
+        note=f"characters the model does not know count as errors of {UNKNOWN_BITS:.1f} bits each",
+        rescore_active=False,
     )
 
 
@@ -455,11 +512,12 @@ def describe_score(test: dict) -> str:
 
 def load(name: str = TASK):
     """(KerasLM, vocab, card) of an active text model (`text` or `text-<corpus>`)."""
-    model = core.load_model(core.model_path(name))
-    vocab = core.read_json(core.models_dir() / f"{name}.vocab.json")
+    path = core.model_path(name)  # resolved once: the vocabulary comes from the same version
+    model = core.load_model(path)
+    vocab = core.read_json(core.extra_path(name, "vocab.json", path))
     if not vocab or "chars" not in vocab:
         raise core.ModelUnavailable(f"The vocabulary {name}.vocab.json is missing or unreadable; retrain the model.")
-    words = (core.read_json(core.models_dir() / f"{name}.words.json") or {}).get("words")
+    words = (core.read_json(core.extra_path(name, "words.json", path)) or {}).get("words")
     vocab = {**vocab, "words": Lexicon(words) if words else None}
     card = core.active_card(name) or {}
     return KerasLM(model, vocab, card.get("settings", {}).get("window", 40)), vocab, card
@@ -489,8 +547,12 @@ def main(argv=None):
     t.add_argument("--units", type=int, help="LSTM units")
     t.add_argument("--dropout", type=float, help="dropout on the LSTM's inputs and outputs")
     t.add_argument("--name", default=TASK, help="registry name to promote to, e.g. text-sherlock")
+    runs.add_registry_commands(sub, name_flag=True)
     args = parser.parse_args(argv)
 
+    if args.cmd in ("models", "rollback"):
+        runs.registry_command(TASK, args)
+        return
     if args.cmd == "complete":
         lm, vocab, _ = load(args.name)
         s = suggest(lm, vocab, args.prompt)
@@ -501,13 +563,15 @@ def main(argv=None):
         model = core.load_model(core.model_path(args.name))
         card = core.active_card(args.name) or {}
         settings = Settings(**{k: v for k, v in card.get("settings", {}).items() if k in Settings.__dataclass_fields__})
-        vocab = core.read_json(core.models_dir() / f"{args.name}.vocab.json")
+        vocab = core.read_json(core.extra_path(args.name, "vocab.json"))
         train_ids, held_ids, _ = prepare(load_corpus(args.corpus, args.data_dir), settings, vocab)
-        words = (core.read_json(core.models_dir() / f"{args.name}.words.json") or {}).get("words")
+        words = (core.read_json(core.extra_path(args.name, "words.json")) or {}).get("words")
         words = None if args.no_filter else Lexicon(words or build_words("".join(vocab["chars"][i] for i in train_ids)))
         print(json.dumps(evaluate(model, vocab, train_ids, held_ids, settings.window, words=words), indent=1))
         return
     settings = runs.settings_from_args(Settings, args)
+    if args.corpus:
+        runs.check_corpus(args.corpus)
     run, card = runs.train_from_args(TASK, settings, args, train, corpus=args.corpus, data_dir=args.data_dir,
                                      name=args.name)
     if card:

@@ -1,27 +1,55 @@
-"""The Keras side of a run, shared by every pipeline: metrics callback, fit, save, promote.
+"""The Keras side of a run, shared by every pipeline: metrics callback, fit, save, compare, promote.
 
-`fit_and_save` is the one training loop of the project: it logs metrics to the run
-folder, keeps the best checkpoint, honours a stop request after the current batch,
-evaluates the best model, writes its card and, when asked, promotes it.
+`fit_and_save` is the one training loop of the project: it logs metrics and the
+stage to the run folder, keeps the best checkpoint, honours a stop request, re-estimates
+batch-norm statistics, evaluates the model, scores it on the task's fixed benchmark,
+compares it with the active model on that same benchmark, writes its card and, when
+asked, promotes it.
+
+Promotion rules live here so the page and the command line follow the same ones:
+`promotion_gate` says whether a run may be promoted and whether a person must
+confirm (worse than the active model, near chance, or no common benchmark).
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import keras
+import numpy as np
 
 from pipelines import core
 from pipelines.runs import Run
 
 PROMOTE_CHOICES = ("never", "always", "if-better")
+BN_BATCHES = 100  # training batches used to re-estimate batch-norm statistics
+
+
+@dataclass
+class Benchmark:
+    """The fixed data every model of a task is scored on; `id` is a hash of that data."""
+
+    id: str  # e.g. "mnist-test:1a2b3c4d5e6f"
+    name: str  # in words: "10,000 MNIST test images"
+    score_key: str  # "accuracy" or "bits_per_char"
+    higher_is_better: bool
+    score: Callable[[object, dict | None], float]  # (model, vocabulary or None) -> value
+    chance: float | None = None  # what guessing scores (majority class, uniform characters)
+    note: str = ""  # how it counts, e.g. characters a model does not know
+    same_as_test: bool = False  # the test metrics were measured on exactly this data
+    rescore_active: bool = True  # the active model can be scored on it (its data is at hand)
+
+
+def benchmark_id(kind: str, *chunks: bytes) -> str:
+    return f"{kind}:{core.sha256_bytes(*chunks)[:12]}"
 
 
 class MetricsLogger(keras.callbacks.Callback):
-    """Writes batch rows (every `every_s` seconds) and epoch rows to metrics.jsonl."""
+    """Writes batch rows (every `every_s` seconds) and epoch rows to metrics.jsonl, and the stage."""
 
     def __init__(self, run: Run, batch_size: int, every_s: float = 0.5):
         super().__init__()
@@ -29,10 +57,15 @@ class MetricsLogger(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.t0 = self.last = time.time()
+        self.run.in_fit = True  # Stop is handled here after the batch, not by the stop watcher
         self.run.set_status("running", epochs=self.params.get("epochs"), steps=self.params.get("steps"))
+
+    def on_train_end(self, logs=None):
+        self.run.in_fit = False
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.epoch_t0, self.seen = epoch, time.time(), 0
+        self.run.set_stage(f"training epoch {epoch + 1}/{self.params.get('epochs')}")
 
     def on_train_batch_end(self, batch, logs=None):
         self.seen += self.batch_size
@@ -56,6 +89,46 @@ def _floats(logs) -> dict:
     return {k: float(v) for k, v in (logs or {}).items()}
 
 
+# ---------------------------------------------------------------- batch norm
+
+
+def batch_norm_layers(model) -> list:
+    found = []
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        found += batch_norm_layers(layer)  # nested models
+    return found
+
+
+def reestimate_batch_norm(model, dataset, max_batches: int = BN_BATCHES) -> int:
+    """Set every BatchNormalization layer's moving mean and variance to the average of its
+    batch statistics over training batches, with the final weights. Returns the batches used.
+
+    During training the moving averages follow the weights with momentum 0.99: after a
+    short run (~40-90 steps) they are still mostly their initial 0/1 and the model
+    predicts one class at inference (11% on MNIST) while its batch statistics give ~90%.
+    Averaging afresh ("precise BN") makes them right for any run length. Momentum k/(k+1)
+    at batch k turns Keras' moving-average update into a plain running mean."""
+    layers = batch_norm_layers(model)
+    if not layers:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    used = 0
+    try:
+        for used, batch in enumerate(dataset.take(max_batches), start=1):
+            for layer in layers:
+                layer.momentum = (used - 1) / used
+            model(batch[0] if isinstance(batch, tuple) else batch, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return used
+
+
+# ---------------------------------------------------------------- the loop
+
+
 def fit_and_save(
     run: Run,
     model,
@@ -73,14 +146,17 @@ def fit_and_save(
     promote: str = "never",
     card_extra: dict | None = None,
     name: str | None = None,
+    benchmark: Benchmark | None = None,
 ) -> dict | None:
     """Train, keep the best checkpoint, evaluate it, write the card; returns the card.
 
     `evaluate(model)` returns the test metrics, `score_key` names the one that
-    decides promotion. `extras` are JSON files saved beside the model
-    (model.<name>), e.g. a vocabulary. `name` is the registry name to promote to
-    (default: the task). Returns None when the run was stopped.
+    decides promotion. `benchmark` is the task's fixed benchmark the card's score is
+    measured on (and the comparison with the active model). `extras` are JSON files
+    saved beside the model (model.<name>), e.g. a vocabulary. `name` is the registry
+    name to promote to (default: the task). Returns None when the run was stopped.
     """
+    name = name or run.task
     best = run.dir / "best.keras"
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
     callbacks = [
@@ -95,21 +171,54 @@ def fit_and_save(
         run.set_status("stopped", ended=time.time(), error="stopped by the user; best checkpoint kept in best.keras")
         return None
     model = core.load_model(best) if best.exists() else model
+    run.set_stage("re-estimating batch-norm statistics")
+    if n := reestimate_batch_norm(model, train_ds):
+        print(f"batch-norm statistics re-estimated over {n} training batches", flush=True)
     core.save_model(model, run.dir / "model.keras")
+    run.set_stage("evaluating")
     metrics = evaluate(model)
+    vocab = (extras or {}).get("vocab.json")
+    score = {"name": score_key, "value": metrics[score_key], "higher_is_better": higher_is_better}
+    if benchmark is not None:
+        value = metrics[score_key] if benchmark.same_as_test else benchmark.score(model, vocab)
+        score = {"name": benchmark.score_key, "value": float(value), "higher_is_better": benchmark.higher_is_better,
+                 "benchmark": benchmark.id, "benchmark_name": benchmark.name, "chance": benchmark.chance,
+                 "note": benchmark.note}
     card = {
-        "task": run.task, "run": run.id, "date": core.now_iso(), "settings": asdict(settings),
-        "data_hash": data_hash, "test": metrics,
-        "score": {"name": score_key, "value": metrics[score_key], "higher_is_better": higher_is_better},
+        "task": run.task, "name": name, "run": run.id, "date": core.now_iso(), "settings": asdict(settings),
+        "data_hash": data_hash, "test": metrics, "score": score,
         "history": [r for r in run.metrics() if r["kind"] == "epoch"], **(card_extra or {}),
     }
     core.write_json(run.dir / "card.json", card)
-    run.set_status("finished", ended=time.time(), score=card["score"])
-    name = name or run.task
-    if promote == "always" or (promote == "if-better" and beats_active(name, card["score"])):
-        core.promote(name, run.dir)
-        run.set_status("finished", promoted=True)
+    run.set_stage("comparing with the active model")
+    card["comparison"] = compare(name, score, model, vocab, benchmark)
+    core.write_json(run.dir / "card.json", card)
+    print(card["comparison"]["message"], flush=True)
+    _maybe_promote(run, name, card, promote)
     return card
+
+
+def _maybe_promote(run: Run, name: str, card: dict, promote: str) -> None:
+    """--promote always (an explicit choice) or if-better (strictly better on the same benchmark)."""
+    verdict = card["comparison"]["verdict"]
+    done = {"stage": "", "score": card["score"], "comparison": card["comparison"]}
+    if promote == "never" or (promote == "if-better" and verdict not in ("better", "no-active")):
+        if promote == "if-better":
+            print(f"not promoted: the active {name} model stays ({verdict}).", flush=True)
+        run.set_status("finished", ended=time.time(), promoted=False, **done)
+        return
+    if run.stop_requested():
+        run.set_status("stopped", ended=time.time(), error="stopped by the user before promotion; nothing promoted")
+        return
+    run.set_stage("promoting")
+    try:
+        version = core.promote(name, run.dir)
+    except (core.PromotionError, core.NotWritable) as exc:
+        print(f"not promoted: {exc}", flush=True)
+        run.set_status("finished", ended=time.time(), promoted=False, promote_error=str(exc), **done)
+        return
+    print(f"promoted as {name} {version}", flush=True)
+    run.set_status("finished", ended=time.time(), promoted=True, version=version, **done)
 
 
 def warm_start(model, path: str):
@@ -119,9 +228,145 @@ def warm_start(model, path: str):
     return model
 
 
+# ---------------------------------------------------------------- like-for-like comparison
+
+
+def compare(name: str, score: dict, model=None, vocab=None, benchmark: Benchmark | None = None) -> dict:
+    """The candidate's score against the active model's on the same benchmark.
+
+    Same benchmark id on both cards: the cards' numbers. Otherwise the active model is
+    scored on the candidate's benchmark when its data is at hand (`benchmark.rescore_active`);
+    else there is no common benchmark and promotion needs an explicit choice.
+    """
+    folder = core.version_dir(name)
+    active_file = folder / core.MODEL_FILE if folder else core.model_path(name)
+    base = {"active_version": core.active_version(name), "active_key": core.model_version(name),
+            "score_name": score["name"], "higher_is_better": score["higher_is_better"],
+            "benchmark": score.get("benchmark"), "benchmark_name": score.get("benchmark_name", ""),
+            "candidate": score["value"], "chance": score.get("chance"), "note": score.get("note", "")}
+    if not active_file.exists():
+        return {**base, "verdict": "no-active", "active": None,
+                "message": f"No active {name} model yet: this one would be the first."}
+    active_card = core.read_json(folder / core.CARD_FILE if folder else core.card_path(name), {}) or {}
+    active = active_card.get("score") or {}
+    if score.get("benchmark") and active.get("benchmark") == score["benchmark"] and active.get("name") == score["name"]:
+        return verdict({**base, "active": active["value"], "how": "both cards, same benchmark"})
+    if benchmark is None or model is None or not benchmark.rescore_active:
+        return {**base, "verdict": "no-common-benchmark", "active": active.get("value"),
+                "message": f"No common benchmark: the active {name} model was scored on "
+                           f"{active.get('benchmark_name') or active.get('benchmark') or 'unrecorded data'}, "
+                           f"this one on {score.get('benchmark_name') or 'other data'}. "
+                           "Promoting it is your explicit choice."}
+    try:
+        active_model = core.load_model(active_file)
+        active_vocab = core.read_json(core.extra_path(name, "vocab.json", active_file))
+        value = float(benchmark.score(active_model, active_vocab))
+    except core.ModelUnavailable as exc:
+        return {**base, "verdict": "no-common-benchmark", "active": None,
+                "message": f"The active {name} model could not be scored ({exc}). Promoting is your explicit choice."}
+    return verdict({**base, "active": value, "how": "active model scored on this run's benchmark"})
+
+
+def near_chance(value: float, chance: float | None, higher_is_better: bool) -> bool:
+    """Within 10% of guessing (accuracy) or above 90% of a uniform guess's bits."""
+    if chance is None:
+        return False
+    return value <= chance + 0.1 * (1 - chance) if higher_is_better else value >= 0.9 * chance
+
+
+def fmt(value: float | None, score_name: str) -> str:
+    if value is None:
+        return "?"
+    return f"{value:.2%}" if score_name == "accuracy" else f"{value:.3f} bits/char"
+
+
+def fmt_gap(gap: float, score_name: str) -> str:
+    return f"{abs(gap) * 100:.2f} points" if score_name == "accuracy" else f"{abs(gap):.3f} bits/char"
+
+
+def verdict(c: dict) -> dict:
+    """better | worse | equal, with the sentence a person reads."""
+    sign = 1 if c["higher_is_better"] else -1
+    gap = (c["candidate"] - c["active"]) * sign
+    c["verdict"] = "better" if gap > 1e-9 else "worse" if gap < -1e-9 else "equal"
+    c["gap"] = gap
+    c["near_chance"] = near_chance(c["candidate"], c.get("chance"), c["higher_is_better"])
+    where = c.get("benchmark_name") or c.get("benchmark")
+    active = f"active {c['active_version'] or 'model'}"
+    words = {"better": f"better by {fmt_gap(gap, c['score_name'])}", "equal": "as good",
+             "worse": f"worse by {fmt_gap(gap, c['score_name'])}"}[c["verdict"]]
+    unit = " accuracy" if c["score_name"] == "accuracy" else ""
+    c["message"] = (f"This run {fmt(c['candidate'], c['score_name'])} vs {active} {fmt(c['active'], c['score_name'])}"
+                    f"{unit} on {where}: {words}.")
+    if c["near_chance"]:
+        c["message"] += f" Near chance (guessing scores {fmt(c['chance'], c['score_name'])})."
+    if c.get("note"):
+        c["message"] += f" ({c['note'][0].upper()}{c['note'][1:]}.)"
+    return c
+
+
+# ---------------------------------------------------------------- the promotion gate
+
+
+@dataclass
+class Gate:
+    allowed: bool  # a finished run with a model
+    needs_confirmation: bool  # worse, near chance or no common benchmark: a second, informed click
+    message: str  # the comparison in words
+    comparison: dict
+
+
+def current_comparison(name: str, run: Run) -> dict:
+    """The run's comparison with the model active *now*: fresh from the cards when both were
+    scored on the same benchmark, the job's own when the active model has not changed since."""
+    card = run.card() or {}
+    score = card.get("score") or {}
+    if not score:
+        return {"verdict": "no-common-benchmark", "message": "This run has no score."}
+    fresh = compare(name, score)
+    if fresh["verdict"] != "no-common-benchmark":
+        return fresh
+    stored = card.get("comparison") or {}
+    if stored.get("active_key") == core.model_version(name) and stored.get("verdict"):
+        return stored
+    if stored.get("verdict") not in (None, "no-common-benchmark", "no-active"):
+        fresh["message"] += (f" (This run was compared with {stored.get('active_version') or 'an earlier model'}, "
+                             "which is no longer the active one.)")
+    return fresh
+
+
+def promotion_gate(name: str, run: Run) -> Gate:
+    state = run.state
+    if state != "finished" or not (run.dir / "model.keras").exists():
+        why = run.status().get("error") or state
+        return Gate(False, False, f"A {state} run cannot be promoted ({why}).", {})
+    c = current_comparison(name, run)
+    needs = c.get("verdict") in ("worse", "no-common-benchmark") or bool(c.get("near_chance"))
+    return Gate(True, needs, c["message"], c)
+
+
+def promote_run(name: str, run: Run, confirmed: bool = False) -> str:
+    """Promote a run through the gate; a worse, near-chance or incomparable model needs `confirmed`."""
+    gate = promotion_gate(name, run)
+    if not gate.allowed:
+        raise core.PromotionError(gate.message)
+    if gate.needs_confirmation and not confirmed:
+        raise core.PromotionError(f"Not promoted without confirmation: {gate.message}")
+    version = core.promote(name, run.dir)
+    run.set_status("finished", promoted=True, version=version)
+    return version
+
+
 def beats_active(task: str, score: dict) -> bool:
-    active = (core.active_card(task) or {}).get("score")
-    if not active or active.get("name") != score["name"]:
-        return True
-    better = score["value"] > active["value"] if score["higher_is_better"] else score["value"] < active["value"]
-    return bool(better)
+    """Strictly better than the active model on the same benchmark (or nothing is active)."""
+    return compare(task, score)["verdict"] in ("better", "no-active")
+
+
+def log2_chance(n_symbols: int) -> float:
+    return math.log2(max(n_symbols, 2))
+
+
+def majority_share(y) -> float:
+    """Accuracy of always answering the most common class."""
+    counts = np.bincount(np.asarray(y, int))
+    return float(counts.max() / max(counts.sum(), 1))

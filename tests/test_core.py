@@ -31,35 +31,42 @@ def tiny_model():
     return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
 
 
-def finished_run(task="digits", score=0.5):
+BENCH = "synthetic:000000000000"
+
+
+def finished_run(task="digits", score=0.5, benchmark=BENCH, state="finished"):
     run = runs.Run.create(task, {"x": 1})
     core.save_model(tiny_model(), run.dir / "model.keras")
-    core.write_json(run.dir / "card.json", {"score": {"name": "accuracy", "value": score, "higher_is_better": True}})
+    core.write_json(run.dir / "card.json", {"score": {"name": "accuracy", "value": score, "higher_is_better": True,
+                                                      "benchmark": benchmark, "benchmark_name": "test images",
+                                                      "chance": 0.1}})
     core.write_json(run.dir / "model.vocab.json", {"a": 0})
-    run.set_status("finished")
+    run.set_status(state)
     return run
 
 
-def test_promote_is_atomic_and_archives_the_previous_model():
+def test_promote_makes_versions_and_keeps_the_previous_one():
     first, second = finished_run(score=0.5), finished_run(score=0.6)
-    core.promote("digits", first.dir)
+    assert core.promote("digits", first.dir) == "v1"
     assert core.active_card("digits")["run"] == first.id
-    assert (core.models_dir() / "digits.vocab.json").exists()
-    core.promote("digits", second.dir)
-    assert core.active_card("digits")["run"] == second.id
-    archived = list((core.models_dir() / "archive").glob("digits-*/digits.json"))
-    assert len(archived) == 1 and core.read_json(archived[0])["run"] == first.id
-    assert not list(core.models_dir().glob(".*tmp*"))  # no temp files left behind
+    assert (core.models_dir() / "digits.vocab.json").exists()  # the flat names link through the pointer
+    before = core.model_version("digits")
+    assert core.promote("digits", second.dir) == "v2"
+    assert core.active_card("digits")["run"] == second.id and core.model_version("digits") != before
+    assert [v["version"] for v in core.list_versions("digits")] == ["v1", "v2"]
+    assert core.list_versions("digits")[0]["card"]["run"] == first.id
+    assert not list(core.registry_dir("digits").glob(".staging*"))  # no temp files left behind
 
 
-def test_beats_active_compares_the_score():
+def test_beats_active_compares_on_the_same_benchmark():
     from pipelines.training import beats_active
 
-    score = {"name": "accuracy", "value": 0.7, "higher_is_better": True}
+    score = {"name": "accuracy", "value": 0.7, "higher_is_better": True, "benchmark": BENCH}
     assert beats_active("digits", score)  # nothing active yet
     core.promote("digits", finished_run(score=0.8).dir)
     assert not beats_active("digits", score)
     assert beats_active("digits", {**score, "value": 0.9})
+    assert not beats_active("digits", {**score, "value": 0.9, "benchmark": "other:111111111111"})
 
 
 def test_run_store_round_trip():

@@ -32,17 +32,22 @@ def form(mnist_dir, **kw):
 
 def test_validate_and_args():
     assert runs.validate("digits", {"epochs": 0, "learning_rate": 5.0}) == [
-        "epochs must be between 1 and 200 (got 0)", "learning rate must be between 1e-05 and 1 (got 5.0)"]
-    assert "corpus file" in runs.validate("text", {"corpus": "/nope.txt"})[0]
+        "epochs must be a whole number from 1 to 1000 (got 0); learning rate must be above 0 and at most 1 (got 5.0)"]
+    assert "cannot be read" in runs.validate("text", {"corpus": "/nope.txt"})[0]
     assert runs.validate("digits", {"epochs": 3, "batch_size": 64}) == []
     args = runs.train_args("digits", {"epochs": 2, "augment": False, "with_feedback": True, "auto_promote": True})
-    assert args == ["--arch", "default", "--epochs", "2", "--no-augment", "--with-feedback", "--promote", "if-better"]
+    assert args == ["--arch", "default", "--epochs", "2", "--batch-size", "128", "--learning-rate", "0.002",
+                    "--data-fraction", "1.0", "--no-augment", "--with-feedback", "--promote", "if-better"]
     assert "--no-augment" not in runs.train_args("text", {"augment": False})
+    # the baseline's own defaults, and a ticked box is what the run uses
+    args = runs.train_args("digits", {"arch": "baseline", "augment": True})
+    assert args[:10] == ["--arch", "baseline", "--epochs", "10", "--batch-size", "128", "--learning-rate", "0.001",
+                         "--data-fraction", "1.0"] and "--augment" in args
 
 
 def test_a_job_writes_metrics_and_finishes(mnist_dir):
     run = runs.launch("digits", runs.train_args("digits", form(mnist_dir, auto_promote=True)))
-    with pytest.raises(RuntimeError, match="already running"):
+    with pytest.raises(core.JobRunning, match=f"already running: run {run.id}"):
         runs.launch("digits", [])
     wait_for(lambda: run.state not in runs.ACTIVE_STATES)
     assert run.state == "finished", run.log_tail()
@@ -50,7 +55,9 @@ def test_a_job_writes_metrics_and_finishes(mnist_dir):
     assert any(r["kind"] == "epoch" and "val_accuracy" in r for r in rows)
     assert runs.progress(run)[0] == 1.0
     assert run.card()["test"]["n"] == 50
+    assert run.card()["score"]["benchmark"].startswith("mnist-test:")
     assert core.active_card("digits")["run"] == run.id  # nothing was active: it wins
+    assert run.status()["version"] == "v1" and run.card()["comparison"]["verdict"] == "no-active"
     assert core.read_json(run.dir / "data.json")["distribution"] and (run.dir / "samples.png").exists()
     row = runs.summary(run)
     assert row["status"] == "finished" and row["test"].startswith("accuracy")
@@ -67,6 +74,7 @@ def test_a_killed_job_fails_and_leaves_the_active_model_alone(mnist_dir):
     assert "died" in run.status()["error"]
     assert core.model_path("digits").read_bytes() == before
     assert core.active_card("digits")["run"] == first.id
+    assert runs.job_holder("digits") is None  # the OS released the dead job's lock
 
 
 def test_stop_keeps_the_best_checkpoint_and_promotes_nothing(mnist_dir):

@@ -15,7 +15,7 @@ st.title("📝 Text")
 st.caption("Type some text: the model completes the word you are typing and proposes the next one, "
            "like a phone keyboard. Tap a suggestion to use it.")
 
-names = sorted(p.stem for p in core.models_dir().glob("text*.keras"))
+names = core.active_models("text")
 if not names:
     st.info("No trained text model yet. Train one on the Training page or with "
             "`python -m pipelines.text train --promote always`.")
