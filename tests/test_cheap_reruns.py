@@ -51,5 +51,5 @@ def test_the_server_runs_no_full_collection_after_each_script_run():
     # AppTest's runner skips this step, the real server's does not: the setting is what keeps it off.
     from streamlit import config
 
-    at = AppTest.from_file(str(ROOT / "views/home.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()  # the home page, through the router
     assert not at.exception and config.get_option("runner.postScriptGC") is False
