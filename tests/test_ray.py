@@ -5,6 +5,7 @@ folder) in a subprocess and always shuts it down, even when a test fails. The wo
 this machine's install (RAY_RUNTIME_ENV={}), so nothing is downloaded.
 """
 
+import json
 import os
 import signal
 import socket
@@ -101,7 +102,11 @@ def ray_state(run) -> str:
     return engines.of(run).job_info(engines.record(run)["job_id"], fresh=True)[0]
 
 
-def test_a_ray_run_trains_promotes_and_holds_the_task_lock(on_ray, ray_head):
+def test_a_ray_run_trains_promotes_and_holds_the_task_lock(on_ray, ray_head, monkeypatch):
+    # As on a real cluster, the project is shipped to the worker (working_dir, no PYTHONPATH);
+    # only the packages come from this machine's install instead of pip.
+    monkeypatch.setenv("RAY_RUNTIME_ENV", json.dumps({"working_dir": str(core.ROOT), "excludes": engines.EXCLUDES}))
+    monkeypatch.setenv("RAY_JOB_PYTHON", sys.executable)
     run = runs.launch("digits", args(on_ray))
     where = engines.where(run)
     assert where["engine"] == "ray" and where["address"] == ray_head and where["job_id"] == f"digits-{run.id}"
