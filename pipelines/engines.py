@@ -68,7 +68,7 @@ class EngineUnavailable(ConnectionError):
 def choose(name: str | None = None, address: str | None = None) -> Engine:
     """The engine for a new run: `name` if given, else Ray when RAY_ADDRESS is set, else local."""
     address = address or os.environ.get("RAY_ADDRESS") or None
-    name = name or ("ray" if address else "local")
+    name = name or ("ray" if address else default_name())
     if name == "local":
         return LocalEngine()
     if name != "ray":
@@ -78,6 +78,11 @@ def choose(name: str | None = None, address: str | None = None) -> Engine:
         raise EngineUnavailable("The Ray engine needs the cluster's address: set RAY_ADDRESS to the head's "
                                 "dashboard address, e.g. RAY_ADDRESS=http://head:8265 (see the README).")
     return RayEngine(address)
+
+
+def default_name() -> str:
+    """The engine a run gets when nobody chooses: Ray when RAY_ADDRESS is set, else local."""
+    return "ray" if os.environ.get("RAY_ADDRESS") else "local"
 
 
 def available() -> dict[str, str]:
@@ -205,12 +210,20 @@ class RayEngine(Engine):
                 info = self.client().get_job_info(job_id)
             except EngineUnavailable:
                 raise
+            except RuntimeError as exc:
+                if "status code 404" not in str(exc):
+                    raise self.unreachable(job_id, exc) from None
+                info = None  # a restarted head forgets its jobs
             except Exception as exc:
-                self._clients.pop(self.address, None)  # a restarted head needs a new client
-                raise EngineUnavailable(f"Cannot ask the Ray cluster at {self.address} about job {job_id} "
-                                        f"({type(exc).__name__}: {str(exc).strip()[:200]}).") from None
-            seen = self._seen[key] = (time.time(), str(getattr(info.status, "value", info.status)), info.message or "")
+                raise self.unreachable(job_id, exc) from None
+            seen = self._seen[key] = (time.time(), "MISSING", "") if info is None else \
+                (time.time(), str(getattr(info.status, "value", info.status)), info.message or "")
         return seen[1], seen[2]
+
+    def unreachable(self, job_id: str, exc: Exception) -> EngineUnavailable:
+        self._clients.pop(self.address, None)  # a restarted head needs a new client
+        return EngineUnavailable(f"Cannot ask the Ray cluster at {self.address} about job {job_id} "
+                                 f"({type(exc).__name__}: {str(exc).strip()[:200]}).")
 
     def nodes(self) -> list[dict]:
         """Total resources of each live node ({"CPU": 8.0, "GPU": 1.0, ...}); [] when unknown."""
@@ -300,7 +313,11 @@ class RayEngine(Engine):
         fresh = core.read_json(run.dir / "status.json", {}) or {}
         if fresh.get("state") not in runs.ACTIVE_STATES:
             return fresh  # the job wrote its own end just now
-        if state == "STOPPED" or run.stop_requested():
+        if state == "MISSING":
+            run.set_status("failed", ended=time.time(),
+                           error=f"the Ray cluster at {self.address} does not know job {job_id} (was its head "
+                                 "restarted?); the job's end was never recorded")
+        elif state == "STOPPED" or run.stop_requested():
             stage = fresh.get("stage", "")
             run.set_status("stopped", ended=time.time(),
                            error=f"stopped through Ray (job {job_id}){' while ' + stage if stage else ''}; "
@@ -426,4 +443,6 @@ def find_run(ref: str) -> runs.Run:
 
 
 if __name__ == "__main__":
-    main()
+    from pipelines import engines  # the module's own classes, not __main__'s copies (isinstance in runs.launch)
+
+    engines.main()

@@ -10,11 +10,11 @@ from pipelines import core, engines, runs
 
 
 def test_the_local_engine_is_the_default_and_ray_address_chooses_ray(monkeypatch):
-    assert engines.choose().name == "local"
+    assert engines.choose().name == "local" and engines.default_name() == "local"
     pytest.importorskip("ray.job_submission", reason="Ray is not installed: pip install -r requirements-ray.txt")
     monkeypatch.setenv("RAY_ADDRESS", "http://head:8265")
     engine = engines.choose()
-    assert engine.name == "ray" and engine.address == "http://head:8265"
+    assert engine.name == "ray" and engine.address == "http://head:8265" and engines.default_name() == "ray"
     assert engines.choose("local").name == "local"  # the page or the command line can still pick local
     assert engines.available() == {"local": "", "ray": ""}
 

@@ -152,3 +152,10 @@ def test_a_job_that_dies_on_its_worker_fails_with_its_last_log_lines(on_ray):
     assert status["state"] == "failed", status
     assert f"the Ray job digits-{run.id} failed on its worker" in status["error"]
     assert "last log lines:" in status["error"] and run.log_tail().splitlines()[-1] in status["error"]
+
+
+def test_a_job_the_cluster_does_not_know_is_failed_not_running_forever(ray_head):
+    run = runs.Run.create("digits", {"task": "digits", "args": []})
+    core.write_json(run.dir / engines.ENGINE_FILE, {"engine": "ray", "address": ray_head, "job_id": "digits-gone"})
+    run.set_status("running", pid=os.getpid())  # a live pid here proves nothing about a Ray job
+    assert run.state == "failed" and "does not know job digits-gone" in run.status()["error"]
