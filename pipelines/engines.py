@@ -51,6 +51,7 @@ ENGINES = ("local", "ray")
 ENGINE_FILE = "engine.json"
 INSTALL_RAY = "pip install -r requirements-ray.txt"  # `.venv/bin/pip ...` in this project's venv
 DEFAULT_CPUS = 2
+JOB_ID_VAR = "TRAINING_JOB_ID"  # set in a Ray job's environment: the job knows it is the job
 STATUS_TTL_S = 1.0  # the page asks for a run's status several times per refresh: one Ray call is enough
 # What the default runtime env leaves out of the project copy shipped to the workers
 # (the runs and models folders are shared storage, never copies).
@@ -259,12 +260,12 @@ class RayEngine(Engine):
             return env
         return {"working_dir": str(core.ROOT), "excludes": EXCLUDES, "pip": requirements(gpu)}
 
-    def job_env(self, runtime_env: dict, cpus: float) -> dict:
+    def job_env(self, runtime_env: dict, cpus: float, job_id: str = "") -> dict:
         """Environment of the job: the server's folders (absolute: they are shared storage),
         its thread budget, and the project on PYTHONPATH when it is not shipped."""
         env = {"RUNS_DIR": str(core.runs_dir().resolve()), "MODELS_DIR": str(core.models_dir().resolve()),
                "FEEDBACK_DIR": str(core.feedback_dir().resolve()), "JOB_THREADS": str(max(int(cpus), 1)),
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", JOB_ID_VAR: job_id}
         if os.environ.get("DATA_DIR"):
             env["DATA_DIR"] = str(Path(os.environ["DATA_DIR"]).resolve())
         if "working_dir" not in runtime_env:
@@ -277,14 +278,16 @@ class RayEngine(Engine):
 
     # -- the interface
     def submit(self, run, args):
+        job_id = f"{run.task}-{run.id}"
         wants = self.resources(run.task)
         env = self.runtime_env(gpu=wants["entrypoint_num_gpus"] > 0)
-        env = {**env, "env_vars": self.job_env(env, wants["entrypoint_num_cpus"])}
+        env = {**env, "env_vars": self.job_env(env, wants["entrypoint_num_cpus"], job_id)}
         # The job writes its output into the run folder, so the page reads it like a local run's;
-        # exec: Ray's stop signal reaches Python itself, which turns it into a Stop.
+        # exec: Ray's stop signal reaches Python itself, which turns it into a Stop. A job stopped
+        # while it waited for a worker never starts (Ray cannot stop a job whose supervisor waits).
         command = shlex.join(train_command(run, args, self.python(env)))
-        entrypoint = f"exec {command} >> {shlex.quote(str(run.log_path))} 2>&1"
-        job_id = f"{run.task}-{run.id}"
+        entrypoint = (f"[ -e {shlex.quote(str(run.dir / 'STOP'))} ] && exit 0; "
+                      f"exec {command} >> {shlex.quote(str(run.log_path))} 2>&1")
         core.write_json(run.dir / ENGINE_FILE, {"engine": "ray", "address": self.address, "job_id": job_id,
                                                 "submitted": time.time(), **wants})
         gpus = f" and {wants['entrypoint_num_gpus']:g} GPU" if wants["entrypoint_num_gpus"] else ""
@@ -304,12 +307,20 @@ class RayEngine(Engine):
         not installable): it becomes failed, with Ray's reason and the last log lines, or
         stopped when a Stop was asked for."""
         job_id = record(run).get("job_id")
+        if os.environ.get(JOB_ID_VAR) == job_id:
+            return status  # asked by the job itself: its own folder is the truth, and no round trip
         try:
             state, message = self.job_info(job_id)
         except EngineUnavailable as exc:
             return {**status, "note": str(exc)}  # keep what the folder says; the page shows why it cannot check
+        if state == "PENDING" and run.stop_requested() and status.get("state") == "queued":
+            run.set_status("stopped", ended=time.time(), error=f"stopped before a Ray worker took it (job {job_id}); "
+                           "the active model was not touched")
+            return core.read_json(run.dir / "status.json", {}) or status
         if state in ("PENDING", "RUNNING"):
-            return status
+            # Ray vouches for it: a job waiting for a worker or installing its requirements holds
+            # no lock yet, and must not look stuck (runs.looks_stuck) meanwhile.
+            return {**status, "updated": time.time()}
         fresh = core.read_json(run.dir / "status.json", {}) or {}
         if fresh.get("state") not in runs.ACTIVE_STATES:
             return fresh  # the job wrote its own end just now

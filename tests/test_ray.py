@@ -159,3 +159,15 @@ def test_a_job_the_cluster_does_not_know_is_failed_not_running_forever(ray_head)
     core.write_json(run.dir / engines.ENGINE_FILE, {"engine": "ray", "address": ray_head, "job_id": "digits-gone"})
     run.set_status("running", pid=os.getpid())  # a live pid here proves nothing about a Ray job
     assert run.state == "failed" and "does not know job digits-gone" in run.status()["error"]
+
+
+def test_a_job_waiting_for_a_worker_is_queued_not_stuck_and_can_be_stopped(on_ray, monkeypatch):
+    monkeypatch.setenv("RAY_JOB_CPUS", "2")  # more than the head has: Ray keeps it pending
+    run = runs.launch("digits", args(on_ray))
+    status = run.status()
+    assert status["state"] == "queued" and status["stage"] == "waiting for a Ray worker with 2 CPU"
+    core.write_json(run.dir / "status.json", {**status, "updated": time.time() - 120})  # waited two minutes
+    assert ray_state(run) == "PENDING" and not runs.looks_stuck(run)  # Ray vouches for it: no "Mark as failed"
+    run.request_stop()
+    wait_for(lambda: run.state not in runs.ACTIVE_STATES, timeout=60)
+    assert run.state == "stopped" and "stopped before a Ray worker took it" in run.status()["error"]
