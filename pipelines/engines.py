@@ -241,8 +241,8 @@ class RayEngine(Engine):
         """CPUs (RAY_JOB_CPUS, else 2 capped at the biggest node) and a GPU when the cluster has one
         (RAY_JOB_GPUS overrides): every task is a Keras model, so each can use a GPU."""
         nodes = self.nodes()
-        cpus = float(os.environ.get("RAY_JOB_CPUS") or min([DEFAULT_CPUS] + [max(n.get("CPU", 0) for n in nodes)]
-                                                          if nodes else [DEFAULT_CPUS]))
+        biggest = max((n.get("CPU", 0) for n in nodes), default=0)  # 0: no worker yet (a head with --num-cpus 0)
+        cpus = float(os.environ.get("RAY_JOB_CPUS") or (min(DEFAULT_CPUS, biggest) if biggest else DEFAULT_CPUS))
         has_gpu = any(n.get("GPU", 0) >= 1 for n in nodes)
         gpus = float(os.environ.get("RAY_JOB_GPUS") or (1 if has_gpu else 0))
         return {"entrypoint_num_cpus": max(cpus, 0.1), "entrypoint_num_gpus": gpus}

@@ -83,6 +83,8 @@ def test_resources_follow_the_settings(monkeypatch):
     assert engine.resources("mood") == {"entrypoint_num_cpus": 2.0, "entrypoint_num_gpus": 1.0}
     monkeypatch.setattr(engine, "nodes", lambda: [{"CPU": 1.0}])
     assert engine.resources("digits") == {"entrypoint_num_cpus": 1.0, "entrypoint_num_gpus": 0.0}
+    monkeypatch.setattr(engine, "nodes", lambda: [{"CPU": 0.0}])  # only a head that trains nothing: wait for workers
+    assert engine.resources("digits")["entrypoint_num_cpus"] == 2.0
     monkeypatch.setenv("RAY_JOB_CPUS", "6")
     monkeypatch.setenv("RAY_JOB_GPUS", "0")
     assert engine.resources("text") == {"entrypoint_num_cpus": 6.0, "entrypoint_num_gpus": 0.0}
