@@ -69,7 +69,7 @@ class EngineUnavailable(ConnectionError):
 def choose(name: str | None = None, address: str | None = None) -> Engine:
     """The engine for a new run: `name` if given, else Ray when RAY_ADDRESS is set, else local."""
     address = address or os.environ.get("RAY_ADDRESS") or None
-    name = name or ("ray" if address else default_name())
+    name = name or ("ray" if address else "local")
     if name == "local":
         return LocalEngine()
     if name != "ray":
