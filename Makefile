@@ -27,7 +27,12 @@ chromium:
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup chromium lint
+# Ray is optional for the app; the tests of the Ray engine need it (about a minute: tests/test_ray.py).
+$(BIN)/.ray-installed: requirements-ray.txt $(BIN)/.installed
+	$(BIN)/pip install --disable-pip-version-check -r requirements-ray.txt
+	touch $@
+
+test: setup chromium lint $(BIN)/.ray-installed
 	$(BIN)/python -m pytest
 
 bench: setup chromium

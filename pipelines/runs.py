@@ -75,6 +75,10 @@ class Run:
     # -- status
     def status(self) -> dict:
         status = core.read_json(self.dir / "status.json", {"state": "failed", "error": "status.json unreadable"})
+        if status.get("state") in ACTIVE_STATES and (self.dir / "engine.json").exists():
+            engine = _engine(self)  # a job on another engine (Ray): its pid means nothing here
+            if engine.name != "local":
+                return engine.reconcile(self, status)
         # A job killed with SIGKILL cannot write its own epitaph: notice the dead pid. The
         # launcher records the pid in its own file, so it never races the job's status writes.
         pid, start = status.get("pid"), status.get("pid_start")
@@ -124,7 +128,12 @@ class Run:
 
     # -- stopping
     def request_stop(self) -> None:
-        (self.dir / "STOP").touch()
+        try:
+            _engine(self).stop(self)  # Ray: ask Ray to stop the job; a local job polls the STOP file
+        except ConnectionError:
+            pass  # the cluster cannot be asked: the STOP file still reaches the job through the shared folder
+        finally:
+            (self.dir / "STOP").touch()
 
     def stop_requested(self) -> bool:
         return (self.dir / "STOP").exists()
@@ -233,31 +242,53 @@ def record_holder(task: str, run: Run) -> None:
                     {"run": run.id, "pid": os.getpid(), "pid_start": process_start(os.getpid()), "started": time.time()})
 
 
-def launch(task: str, args: list[str]) -> Run:
+def _engine(run: Run):
+    """The engine a run was submitted to (pipelines.engines: local or Ray)."""
+    from pipelines import engines
+
+    return engines.of(run)
+
+
+def launch(task: str, args: list[str], engine=None) -> Run:
     """Start `python -m pipelines.<task> train ...` in the background; one job per task.
 
+    `engine`: "local", "ray" or an engines.Engine (default: Ray when RAY_ADDRESS is set).
     The run folder is created here, so the page can show it before the job starts.
     """
+    from pipelines import engines
+
+    engine = engine if isinstance(engine, engines.Engine) else engines.choose(engine)
     if (holder := job_holder(task)) is not None:
         raise core.JobRunning(describe_job(task, holder))
     if (running := active_run(task)) is not None:
         raise core.JobRunning(describe_job(task, {"run": running.id, **running.status()}))
     core.check_writable(core.runs_dir() / task, "runs")
     run = Run.create(task, {"task": task, "args": args})
+    engine.submit(run, args)
+    return run
+
+
+def start_local(run: Run, args: list[str]) -> None:
+    """The local engine: a detached subprocess of the server."""
     log = open(run.log_path, "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", f"pipelines.{task}", "train", "--run-dir", str(run.dir), *args],
+        [sys.executable, "-u", "-m", f"pipelines.{run.task}", "train", "--run-dir", str(run.dir), *args],
         cwd=core.ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True,  # survives a Streamlit rerun and does not get its signals
     )
     log.close()
     core.atomic_write_text(run.dir / "pid", f"{proc.pid} {process_start(proc.pid) or ''}")
-    return run
 
 
 def kill(run: Run) -> None:
-    """Hard stop (SIGKILL): the run ends as failed and nothing is promoted. Only the process
-    that started this run is killed, never another one that got its pid later."""
+    """Hard stop, nothing promoted: a local job is killed (SIGKILL) and ends as failed; a Ray job
+    is stopped by Ray (its stop signal, SIGKILL a few seconds later)."""
+    _engine(run).kill(run)
+
+
+def kill_local(run: Run) -> None:
+    """SIGKILL a local job. Only the process that started this run is killed, never another
+    one that got its pid later."""
     status = run.status()
     pid, start = status.get("pid"), status.get("pid_start")
     if not pid:
@@ -503,10 +534,15 @@ def stop_watcher(run: Run, poll_s: float = 0.3):
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
+    main = threading.current_thread() is threading.main_thread()
+    if main:  # Ray stops a job with SIGTERM: a Stop
+        previous = signal.signal(signal.SIGTERM, lambda *_: (run.dir / "STOP").touch())
     try:
         yield
     finally:
         done.set()
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def train_from_args(task: str, settings, args, train_fn, **kwargs):

@@ -21,6 +21,7 @@ def isolated_dirs(tmp_path, monkeypatch):
     for name in ("MODELS_DIR", "RUNS_DIR", "FEEDBACK_DIR"):
         monkeypatch.setenv(name, str(tmp_path / name.lower()))
     monkeypatch.delenv("DATA_DIR", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # it would send every test's jobs to a Ray cluster
     return tmp_path
 
 
