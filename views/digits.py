@@ -59,15 +59,19 @@ def board() -> None:
         if reading.status != "ok":
             st.info(reading.message)
             return
-        if reading.confident:
-            st.metric("I read", reading.number)
-        else:
-            st.metric("I read", reading.number, delta="not sure", delta_color="off")
-            st.warning("Not sure: one of the digits looks ambiguous. Try drawing it larger and centred.")
+        outcomes = getattr(reading, "outcomes", None) or ["digit" if p.max() >= digits.CONFIDENT else "unsure"
+                                                          for p in reading.probs]
+        st.metric("I read", reading.number, delta=None if reading.confident else "not sure", delta_color="off")
+        if "not a digit" in outcomes:
+            st.warning(f"{positions(outcomes, 'not a digit')} does not look like a digit to me (a letter, a "
+                       "scribble?). Shown as “?”.")
+        if "unsure" in outcomes:
+            st.warning(f"Not sure about {positions(outcomes, 'unsure').lower()}: it could be more than one digit. "
+                       "Try drawing it larger and centred.")
 
-    for i, (image, probs) in enumerate(zip(reading.images, reading.probs)):
+    for i, (image, probs, outcome) in enumerate(zip(reading.images, reading.probs, outcomes)):
         seen, chart, fix = st.columns([1, 3, 2], vertical_alignment="center")
-        seen.image(np.kron(image, np.ones((3, 3))), caption="what the model sees", clamp=True)
+        seen.image(np.kron(image, np.ones((3, 3))), caption=OUTCOME.get(outcome, outcome), clamp=True)
         top = np.argsort(probs)[::-1][:3]
         chart.dataframe(pd.DataFrame({"digit": [str(d) for d in top], "probability": probs[top]}), hide_index=True,
                         column_config={"probability": st.column_config.ProgressColumn(
@@ -75,6 +79,19 @@ def board() -> None:
                         key=f"probs-{i}", width="stretch")
         with fix:
             teach(i, image, int(top[0]))
+
+
+OUTCOME = {"digit": "what the model sees", "unsure": "what the model sees: not sure",
+           "not a digit": "what the model sees: not a digit"}
+
+
+def positions(outcomes: list, which: str) -> str:
+    """'The 2nd mark' / 'The 1st and 3rd marks' (or 'This mark' when there is one)."""
+    picks = [i + 1 for i, o in enumerate(outcomes) if o == which]
+    if len(outcomes) == 1:
+        return "This mark"
+    names = [{1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th") for n in picks]
+    return f"The {' and '.join(names)} mark" + ("s" if len(picks) > 1 else "")
 
 
 board()
