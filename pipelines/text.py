@@ -375,6 +375,7 @@ def train(settings: Settings, run, corpus=None, data_dir=None, promote: str = "n
           name: str = TASK):
     import keras
 
+    from pipelines.tracker import write_text_mistakes
     from pipelines.training import fit_and_save, warm_start
 
     corpus_name = Path(corpus).stem if corpus else "nietzsche" if text is None else "given text"
@@ -399,6 +400,7 @@ def train(settings: Settings, run, corpus=None, data_dir=None, promote: str = "n
         card_extra={"corpus": corpus_name, "corpus_chars": len(text),
                     "vocab_size": len(vocab["chars"])}, name=name,
         benchmark=benchmark_for(name, text, corpus_name, corpus, data_dir),
+        inspect=lambda m, folder: write_text_mistakes(folder, m, vocab, held_ids, settings.window),
     )
 
 
