@@ -110,9 +110,10 @@ def lineage(task: str) -> dict[str, dict]:
                 run_id = v["card"].get("run")
                 if run_id:
                     row = out.setdefault(run_id, {"versions": [], "active": ""})
-                    row["versions"].append(f"{name} {v['version']}" if name != task else v["version"])
+                    version = f"{name} {v['version']}" if name != task else v["version"]
+                    row["versions"].append(version)
                     if v["active"]:
-                        row["active"] = f"{name} {v['version']}"
+                        row["active"] = version
         return out
     folder = core.registry_dir(task)
     files = tuple(p for n in registry_names(task) for p in (core.registry_dir(n) / "history.jsonl",
