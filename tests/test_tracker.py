@@ -11,7 +11,6 @@ from test_core import finished_run, tiny_model
 
 from pipelines import core, runs, tracker
 
-
 _MODEL: list[bytes] = []
 
 

@@ -14,8 +14,6 @@ IDLE_POLL_S, BUSY_POLL_S = 10.0, 1.5
 
 
 def render(task: str, busy: bool) -> None:
-    if flash := st.session_state.pop("flash", None):
-        st.success(flash)
     st.fragment(live, run_every=BUSY_POLL_S if busy else IDLE_POLL_S)(task)
 
 
@@ -26,6 +24,8 @@ def live(task: str) -> None:
         st.session_state[f"seen-{task}"] = seen
         st.rerun(scope="app")
     st.session_state[f"seen-{task}"] = seen
+    if flash := st.session_state.pop("flash", None):  # after the check above: a rerun there would lose it
+        st.success(flash)
     if latest is None:
         st.info(f"No {task} runs yet: start one above, or from a terminal with `python -m pipelines.{task} train`.")
         return
