@@ -154,3 +154,22 @@ def test_fine_tune_choices_and_field_errors():
     assert set(errors) == {"epochs", "init_from"} and "not found" in errors["init_from"]
     args = runs.train_args("digits", {"learning_rate": 3e-4, "init_from": choices[list(choices)[1]]})
     assert args[args.index("--init-from") + 1].endswith("v1/model.keras") and "0.0003" in args
+
+
+def test_text_mistakes_mark_surprising_characters_and_sample_completions(tiny_text_model):
+    run, _card, _models = tiny_text_model
+    found = tracker.mistakes(run)
+    assert found["kind"] == "text" and found["lines"]
+    line = found["lines"][0]
+    assert len(line["text"]) == len(line["bits"]) and all(b >= 0 for b in line["bits"])
+    top = tracker.surprising(line, top=3)
+    assert min(line["bits"][i] for i in top) >= sorted(line["bits"])[-3]
+    assert found["completions"] and all(c["completion"] for c in found["completions"])
+
+
+def test_mood_mistakes_grid_is_written_at_evaluation(tiny_mood_model):
+    run, _card, _models = tiny_mood_model
+    found = tracker.mistakes(run)
+    assert found["kind"] == "images" and found["n"] == 28
+    assert all(i["true"] != i["predicted"] for i in found["items"])
+    assert not found["items"] or (run.dir / "mistakes.png").exists()
