@@ -161,18 +161,22 @@ def test_an_old_runs_details_open_with_curves_settings_confusion_and_mistakes():
     assert list(wrong["confidence"]) == sorted(wrong["confidence"], reverse=True)
 
 
-def trace_names(chart) -> list[str]:
+def traces(chart) -> list[dict]:
     import json
 
-    return [t.get("name") for t in json.loads(chart.proto.spec)["data"]]
+    return json.loads(chart.proto.spec)["data"]
+
+
+def trace_names(chart) -> list[str]:
+    return [t.get("name") for t in traces(chart)]
 
 
 def test_compare_three_runs_overlays_three_and_diffs_only_what_differs():
     a, b, c = synthetic_run(lr=1e-3), synthetic_run(lr=2e-3), synthetic_run(lr=2e-3, batch_size=64)
     at = pick(run_page(), a.id, b.id, c.id)
     assert any(s.value == "Compare 3 runs" for s in at.subheader)
-    loss = next(ch for ch in at.get("plotly_chart") if "val" in " ".join(map(str, trace_names(ch))))
-    assert sorted(n for n in trace_names(loss) if n.endswith(" val")) == sorted(f"{r.id} val" for r in (a, b, c))
+    loss = next(ch for ch in at.get("plotly_chart") if any(t.get("meta") == "val" for t in traces(ch)))
+    assert sorted(t["name"] for t in traces(loss) if t["meta"] == "val") == sorted(r.id for r in (a, b, c))
     diff = next(d.value for d in at.dataframe if "setting" in d.value.columns and a.id in d.value.columns)
     assert sorted(diff["setting"]) == ["batch_size", "learning_rate"]
     metrics = next(d.value for d in at.dataframe if "val_loss" in d.value.columns)

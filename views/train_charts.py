@@ -12,20 +12,21 @@ from pipelines import runs, tracker
 
 COLORS = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff",
           "#fecb52"]
-LEGEND = dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0)
+LEGEND = dict(orientation="h", yanchor="top", y=-0.12, xanchor="left", x=0)  # below the plot, under the ticks
 
 
 def files_stamp(run: runs.Run) -> tuple:
     return tracker.stamp(run.dir / "metrics.jsonl", run.dir / "status.json")
 
 
-def _layout(fig: go.Figure, title: str, y_title: str, percent: bool, x_max: float | None, height: int = 300):
+def _layout(fig: go.Figure, title: str, y_title: str, percent: bool, x_max: float | None, height: int = 320):
+    """The x axis is epochs (said in the title, so no axis title collides with the legend below)."""
     yaxis = dict(title=y_title, rangemode="tozero")
     if percent:
         yaxis.update(range=[0, 1.0], tickformat=".0%")
-    fig.update_layout(title=dict(text=title, x=0, font=dict(size=14)), height=height, legend=LEGEND,
+    fig.update_layout(title=dict(text=f"{title}, by epoch", x=0, font=dict(size=14)), height=height, legend=LEGEND,
                       margin=dict(l=10, r=10, t=36, b=10), yaxis=yaxis,
-                      xaxis=dict(title="epoch", range=[0, x_max] if x_max else None))
+                      xaxis=dict(range=[0, x_max] if x_max else None))
     return fig
 
 
@@ -51,9 +52,9 @@ def run_rates(run_dir: str, stamp: tuple) -> go.Figure:
     fig = go.Figure()
     fig.add_scatter(x=c["epoch_x"], y=c["lr"], name="learning rate", mode="lines+markers",
                     line=dict(color=COLORS[2]))
-    fig.add_bar(x=c["epoch_x"], y=c["samples_per_s"], name="samples/s", yaxis="y2", opacity=0.35,
-                marker_color=COLORS[3])
-    _layout(fig, "learning rate and throughput", "learning rate", False, None, height=260)
+    fig.add_scatter(x=c["epoch_x"], y=c["samples_per_s"], name="samples/s", yaxis="y2", mode="lines+markers",
+                    line=dict(color=COLORS[3], dash="dot"))
+    _layout(fig, "learning rate and throughput", "learning rate", False, None, height=280)
     fig.update_layout(yaxis=dict(type="log", rangemode="normal", exponentformat="e"),
                       yaxis2=dict(title="samples/s", overlaying="y", side="right", rangemode="tozero",
                                   showgrid=False))
@@ -62,17 +63,19 @@ def run_rates(run_dir: str, stamp: tuple) -> go.Figure:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def compare_curves(items: tuple, key: str) -> go.Figure:
-    """One metric of many runs: validation per epoch (solid) and smoothed train (dotted), one colour per run.
-    `items` is ((run_dir, label, stamp), ...)."""
+    """One metric of many runs: validation per epoch (solid, in the legend) and smoothed train (dotted,
+    same colour), one colour per run. `items` is ((run_dir, label, stamp), ...)."""
     fig = go.Figure()
     for i, (run_dir, label, _stamp) in enumerate(items):
         c = tracker.curves(runs.Run(run_dir))
         color = COLORS[i % len(COLORS)]
-        fig.add_scatter(x=c["epoch_x"], y=c[f"val_{key}"], name=f"{label} val", mode="lines+markers",
-                        line=dict(color=color), legendgroup=label)
-        fig.add_scatter(x=c["batch_x"], y=c[f"train_{key}_smooth"], name=f"{label} train", mode="lines",
-                        line=dict(color=color, dash="dot", width=1), legendgroup=label)
-    return _layout(fig, f"{key} (val: per epoch, train: smoothed)", key, key == "accuracy", None, height=340)
+        fig.add_scatter(x=c["epoch_x"], y=c[f"val_{key}"], name=label, mode="lines+markers",
+                        line=dict(color=color), legendgroup=label, meta="val")
+        fig.add_scatter(x=c["batch_x"], y=c[f"train_{key}_smooth"], name=f"{label} (train)", mode="lines",
+                        line=dict(color=color, dash="dot", width=1), legendgroup=label, showlegend=False,
+                        meta="train")
+    return _layout(fig, f"{key}: val solid, train dotted", key, key == "accuracy", None,
+                   height=300 + 24 * len(items))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -19,7 +19,8 @@ def render(task: str, picked: list[str], every: float | None) -> None:
     if not picked:
         return
     st.subheader("Run details")
-    run_id = st.selectbox("Details of", picked, key=f"details-{task}") if len(picked) > 1 else picked[0]
+    run_id = st.selectbox("Details of", picked, index=len(picked) - 1,  # the run picked last
+                          key=f"details-{task}-{len(picked)}") if len(picked) > 1 else picked[0]
     run = runs.Run(core.runs_dir() / task / run_id)
     if not run.dir.is_dir():
         st.caption(f"Run {run_id} is gone.")

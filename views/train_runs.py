@@ -7,8 +7,8 @@ import streamlit as st
 
 from pipelines import tracker
 
-COLUMNS = ["run", "status", "name", "note", "arch", "epochs", "of", "batch", "lr", "fine-tuned", "score",
-           "minutes", "model", "error"]
+COLUMNS = ["run", "status", "name", "score", "model", "lr", "batch", "epochs", "of", "minutes", "arch", "fine-tuned",
+           "note", "error"]  # what tells runs apart first: a phone shows the left columns
 
 
 def render(task: str, every: float | None) -> list[str]:
