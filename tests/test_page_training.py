@@ -233,3 +233,26 @@ def test_two_hundred_runs_render_without_errors():
     assert not at.exception and not at.error
     assert len(at.dataframe[0].value) == 200
     print(f"page with 200 runs: {seconds:.2f} s (AppTest, first load)")
+
+
+def test_the_run_browser_can_show_every_task():
+    synthetic_run("digits")
+    synthetic_run("mood")
+    at = run_page()
+    assert list(at.dataframe[0].value["status"]) == ["finished"]
+    at.toggle(key="runs-all-tasks").set_value(True).run()
+    assert sorted(at.dataframe[0].value["task"]) == ["digits", "mood"]
+
+
+def test_text_mistakes_highlight_surprising_characters_and_show_completions():
+    run = synthetic_run("text", mistakes=False)
+    core.write_json(run.dir / "mistakes.json", {"kind": "text", "lines": [
+        {"text": "the <cat> sat", "bits": [0.1, 0.2, 0.1, 0.3, 9.0, 0.5, 0.4, 0.2, 7.0, 0.1, 0.2, 0.3, 0.1]}],
+        "completions": [{"prompt": "the free spi", "completion": "rit of *man*"}]})
+    at = run_page()
+    at.segmented_control[0].set_value("text").run()
+    assert not at.exception
+    html = [h.proto.body for h in at.get("html")]
+    line = next(h for h in html if "&lt;" in h)
+    assert line.count("<mark") == 8 and "9.0 bits" in line  # the 8 most surprising characters, escaped text
+    assert any("<b>rit of *man*</b>" in h for h in html)

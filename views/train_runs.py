@@ -17,7 +17,8 @@ def render(task: str, every: float | None) -> list[str]:
     if not rows:
         st.caption("No runs yet.")
         return []
-    st.fragment(table, run_every=every)(task)
+    every_task = st.toggle("Show the runs of every task", key="runs-all-tasks")
+    st.fragment(table, run_every=every)(None if every_task else task)
     labels = {r["run"]: tracker.label(r) for r in rows}
     key = f"picked-{task}"
     if key in st.session_state:  # a deleted run leaves the choice
@@ -27,9 +28,9 @@ def render(task: str, every: float | None) -> list[str]:
                           help="one run: its details; several: compared side by side")
 
 
-def table(task: str) -> None:
+def table(task: str | None) -> None:
     rows = tracker.rows(task)
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame = pd.DataFrame(rows, columns=COLUMNS if task else ["task", *COLUMNS])
     st.dataframe(frame, hide_index=True, width="stretch", height=min(38 + 35 * len(rows), 400),
                  column_config={"run": st.column_config.TextColumn(pinned=True),
                                 "note": st.column_config.TextColumn(width="medium"),
