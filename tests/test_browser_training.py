@@ -106,6 +106,8 @@ def test_tracker_details_compare_delete_with_200_runs(isolated_dirs):
         mistakes = core.read_json(old.dir / "mistakes.json")["items"]
         assert mistakes and all(m["true"] != m["predicted"] for m in mistakes)
         expect(page.locator("img[src*='media']").first).to_be_visible()
+        shot_of(tab, "training-mistakes-desktop", page.get_by_text("the most confident mistakes first"), 1280)
+        page.get_by_role("tab", name="Mistakes").click()
         page.get_by_role("tab", name="Evaluation").click()
         header = page.get_by_role("heading", name="Run details")
         shot_of(tab, "training-details-desktop", header, 1280)
@@ -126,6 +128,8 @@ def test_tracker_details_compare_delete_with_200_runs(isolated_dirs):
         a = b  # the run picked last, whose details are open
         page.get_by_text("Manage this run").click()
         page.get_by_role("button", name="Delete this run").click()
+        expect(page.get_by_text("and all its files for good?")).to_be_visible(timeout=60_000)
+        tab.shot("training-delete-confirm")
         page.get_by_role("button", name="Yes, delete it").click()
         expect(page.get_by_text(f"Deleted run {a.id}")).to_be_visible(timeout=30_000)
         assert not a.dir.exists()
