@@ -173,3 +173,17 @@ def test_mood_mistakes_grid_is_written_at_evaluation(tiny_mood_model):
     assert found["kind"] == "images" and found["n"] == 28
     assert all(i["true"] != i["predicted"] for i in found["items"])
     assert not found["items"] or (run.dir / "mistakes.png").exists()
+
+
+def test_fine_tuning_text_keeps_the_starting_models_vocabulary(tiny_text_model):
+    from conftest import TINY_TEXT
+
+    from pipelines import text
+
+    start, _card, _models = tiny_text_model
+    settings = text.Settings(epochs=1, units=32, embed=8, batch_size=32, dropout=0.1,
+                             init_from=str(start.dir / "model.keras"))
+    run = runs.Run.create("text", settings)
+    with runs.running(run):
+        card = text.train(settings, run, text=TINY_TEXT.replace("cat", "fox"))  # f, x: not in its vocabulary
+    assert card and core.read_json(run.dir / "model.vocab.json") == core.read_json(start.dir / "model.vocab.json")
