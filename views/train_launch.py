@@ -16,8 +16,6 @@ from pipelines import core, runs, tracker
 def render(task: str, busy: bool) -> None:
     with st.expander("New run", expanded=not busy and not runs.list_runs(task)):
         form(task, busy)
-    if started := st.session_state.pop("started", None):
-        st.success(f"Started run {started}.")
 
 
 def _error(errors: dict, field: str) -> None:
@@ -98,5 +96,5 @@ def submit(task: str, values: dict, corpus) -> None:
     except (core.JobRunning, core.NotWritable, OSError) as exc:
         st.error(f"Nothing started: {exc}")
         return
-    st.session_state["started"] = run.id
+    st.session_state["flash"] = f"Started run {run.id}."  # said by the live section, after it notices the run
     st.rerun()

@@ -5,7 +5,10 @@ when a run starts or ends it reruns the whole page, so the run browser, compare 
 refresh too. Progress, stage, Stop, the log and the latest run's promotion gate live here.
 """
 
+from contextlib import suppress
+
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from pipelines import runs
 from views.train_promote import promote_section
@@ -20,8 +23,12 @@ def render(task: str, busy: bool) -> None:
 def live(task: str) -> None:
     latest = runs.active_run(task) or next(iter(runs.list_runs(task)), None)
     seen = (latest.id, latest.state) if latest else None
-    if st.session_state.get(f"seen-{task}", seen) != seen:  # a run started or ended: redraw the page
+    before = st.session_state.get(f"seen-{task}", seen)
+    if before != seen:  # a run started or ended: redraw the page
         st.session_state[f"seen-{task}"] = seen
+        if latest and (before is None or before[0] != latest.id):  # a new run: open its details
+            with suppress(StreamlitAPIException):
+                st.session_state[f"picked-{task}"] = [latest.id]
         st.rerun(scope="app")
     st.session_state[f"seen-{task}"] = seen
     if flash := st.session_state.pop("flash", None):  # after the check above: a rerun there would lose it
