@@ -7,6 +7,9 @@
         log.txt         stdout and stderr of the job
         best.keras      best checkpoint on the validation metric
         model.keras     the final model (the best checkpoint), card.json its card
+        mistakes.json   the model's most confident test mistakes (+ mistakes.png), written at evaluation
+        meta.json       the name and note a person gave the run (pipelines/tracker.py)
+        tensorboard/    Keras' TensorBoard event files, when tensorboard is installed
 
 The state lives on disk only, so a reloaded page, a second tab or a restarted app
 sees the same jobs. The Training page starts jobs with `launch`; a terminal run
@@ -17,6 +20,8 @@ it when the process dies) for the whole job, so page and terminal obey the same 
 The status records the job's pid and the process start time (a reused pid is no job
 of ours) and the stage (loading data, training epoch k/n, evaluating, promoting);
 Stop is honoured in every stage. Jobs run niced (JOB_NICE) on JOB_THREADS threads.
+
+`python -m pipelines.runs list|show|compare|delete [--json]` reads the same store (pipelines/tracker.py).
 """
 
 from __future__ import annotations
