@@ -137,7 +137,9 @@ class Visitor:
         page = self.page
         page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text[:120]}"))
         page.on("pageerror", lambda e: self.errors.append(f"page error: {str(e)[:120]}"))
-        page.on("requestfailed", lambda r: self.errors.append(f"failed request: {r.url}"))
+        # A request the page itself drops on navigating away (net::ERR_ABORTED) is not a failure.
+        page.on("requestfailed", lambda r: "ERR_ABORTED" not in (r.failure or "")
+                and self.errors.append(f"failed request: {r.url} {r.failure}"))
         page.on("response", lambda r: r.status >= 400 and self.errors.append(f"HTTP {r.status}: {r.url}"))
         page.on("websocket", lambda ws: ws.on("framesent", self._sent))
 

@@ -74,9 +74,17 @@ class Tab:
         self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"{r.status}: {r.url}"))
 
     def shot(self, name: str) -> Path:
+        """The whole page: Streamlit scrolls inside its main area, so the window is made as tall as the
+        page for the picture, then put back."""
         SHOTS.mkdir(parents=True, exist_ok=True)
         path = SHOTS / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        size = self.page.viewport_size
+        height = self.page.evaluate("""() => { const m = document.querySelector('[data-testid=stMain]');
+                                              return m ? m.scrollHeight : document.body.scrollHeight; }""")
+        self.page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(height, 5000))})
+        self.page.wait_for_timeout(300)
+        self.page.screenshot(path=str(path))
+        self.page.set_viewport_size(size)
         return path
 
     def sideways_scroll(self) -> int:

@@ -2,9 +2,11 @@
 a fresh server, each page opened by its own link, phone (390x844) and desktop (1280x800) sizes,
 typing as a person types, strokes near the edges, double clicks. Screenshots go to tests/screenshots/."""
 
+import re
+
 import numpy as np
 import pytest
-from browser import DESKTOP, NAV, PHONE, chromium, streamlit_server, wait_for_app, write_y4m
+from browser import DESKTOP, NAV, PHONE, chromium, streamlit_server, wait_for_app
 from conftest import REAL_MODELS, face_photo, jpeg, synthetic_mnist
 from playwright.sync_api import expect
 
@@ -193,23 +195,6 @@ def test_a_long_paste_keeps_its_last_5000_characters_and_says_so(text_tab):
 # ---------------------------------------------------------------- mood
 
 
-def test_webcam_snapshot_of_a_face_gets_a_mood_and_songs(tmp_path):
-    video = write_y4m(face_photo(), tmp_path / "face.y4m")
-    with streamlit_server(server_env(tmp_path)) as url, chromium(video) as open_tab:
-        tab = open_tab(DESKTOP)
-        page = tab.page
-        page.goto(f"{url}/mood")
-        camera = page.get_by_test_id("stCameraInput")
-        camera.wait_for(timeout=60_000)
-        page.wait_for_function("""() => { const v = document.querySelector('[data-testid=stCameraInput] video');
-                                          return v && v.readyState >= 2 && v.videoWidth > 0; }""", timeout=60_000)
-        camera.get_by_role("button", name="Take photo").click()
-        expect(page.get_by_text("1 face(s) found")).to_be_visible(timeout=60_000)
-        expect(page.get_by_text("Songs for this mood")).to_be_visible()
-        expect(page.get_by_test_id("stDataFrame")).to_be_visible()
-        tab.shot("mood-webcam-desktop")
-
-
 @pytest.mark.parametrize("size", SIZES)
 def test_an_uploaded_photo_and_catalogs(app_url, open_tab, tmp_path, size):
     tab = open_tab(SIZES[size])
@@ -252,7 +237,8 @@ def test_click_train_and_watch_the_chart_move(app_url, open_tab):
     epochs = page.get_by_label("Epochs")
     epochs.fill("2")
     page.get_by_role("button", name="Train").click()
-    expect(page.get_by_text("Started run")).to_be_visible(timeout=30_000)
+    # The run shows at once (queued, then running), whatever flash message comes and goes.
+    expect(page.get_by_role("heading", name=re.compile(r"^Run \d{8}-\d{6}"))).to_be_visible(timeout=30_000)
     chart = page.locator("[data-testid=stPlotlyChart]").first
     chart.wait_for(timeout=120_000)
     progress = page.get_by_test_id("stProgress")

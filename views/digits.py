@@ -47,7 +47,7 @@ def board() -> None:
         canvas = st_canvas(
             stroke_width=stroke, stroke_color="#000000", background_color="", height=width // 2, width=width,
             drawing_mode="freedraw", return_image_data=True, update_streamlit=True,
-            key=f"canvas-{st.session_state.canvas_gen}-{width}",
+            key=f"canvas-{st.session_state.canvas_gen}",  # the same canvas when its width changes: strokes stay
         )
         canvas_toolbar_above()
         if st.button("Clear", icon="🧽"):

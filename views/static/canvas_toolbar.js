@@ -10,7 +10,13 @@ const STYLE = `
 function pinToolbars() {
   for (const host of document.querySelectorAll("[data-testid=stBidiComponentIsolated]")) {
     const root = host.shadowRoot;
-    if (root && root.querySelector(".dc-toolbar") && !root.querySelector("style[data-toolbar-above]")) {
+    if (!root) continue;
+    if (!root.__watched) {
+      // A component fills its shadow root after the host is attached: watch inside it too.
+      root.__watched = new MutationObserver(pinToolbars);
+      root.__watched.observe(root, { childList: true, subtree: true });
+    }
+    if (root.querySelector(".dc-toolbar") && !root.querySelector("style[data-toolbar-above]")) {
       const style = document.createElement("style");
       style.dataset.toolbarAbove = "";
       style.textContent = STYLE;
@@ -22,7 +28,7 @@ function pinToolbars() {
 export default function () {
   pinToolbars();
   if (!window.__toolbarObserver) {
-    // A canvas mounts after this component, and again when it is cleared or resized.
+    // A canvas mounts after this component, and again when it is cleared.
     window.__toolbarObserver = new MutationObserver(pinToolbars);
     window.__toolbarObserver.observe(document.body, { childList: true, subtree: true });
   }

@@ -24,7 +24,7 @@ function setup(root, api) {
   const nextRow = root.querySelector(".chips.next");
   const completeLabel = root.querySelector(".complete-label");
   const nextLabel = root.querySelector(".next-label");
-  const state = { data: {}, nonce: null, timer: null, best: null };
+  const state = { data: {}, nonce: null, timer: null, best: null, cut: 0 };
 
   const report = () => {
     clearTimeout(state.timer);
@@ -96,7 +96,11 @@ function setup(root, api) {
       const cut = ta.value.length - max;
       ta.value = ta.value.slice(cut); // keep the end: that is where the writing goes on
       ta.setSelectionRange(ta.value.length, ta.value.length);
+      state.cut = cut;
       api.setStateValue("cut", cut);
+    } else if (state.cut && ta.value.length < max) {
+      state.cut = 0; // the note about a cut paste goes once the text is edited down
+      api.setStateValue("cut", 0);
     }
     render();
     reportSoon();
