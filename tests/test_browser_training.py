@@ -70,12 +70,10 @@ def plot_traces(page) -> list[list[str]]:
 
 
 def shot_of(tab, name: str, anchor, width: int) -> None:
-    """A tall viewport scrolled to `anchor` (Streamlit scrolls inside its own container, so a
-    full-page screenshot only holds the viewport)."""
-    tab.page.set_viewport_size({"width": width, "height": 2200})
+    """The whole page at `width` (tab.shot makes the window as tall as the page), once `anchor` is there."""
+    tab.page.set_viewport_size({"width": width, "height": DESKTOP["height"]})
+    anchor.wait_for(timeout=30_000)
     tab.page.wait_for_timeout(1200)
-    anchor.scroll_into_view_if_needed()
-    tab.page.wait_for_timeout(600)
     assert tab.sideways_scroll() <= 0
     tab.shot(name)
     tab.page.set_viewport_size(DESKTOP)
