@@ -195,6 +195,7 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
     """Train on MNIST (or `data` = (x_train, y_train, x_test, y_test)) into the run folder."""
     import keras
 
+    from pipelines.tracker import write_image_mistakes
     from pipelines.training import fit_and_save, warm_start
 
     x_train, y_train, x_test, y_test = data if data is not None else load_data(data_dir)
@@ -219,6 +220,7 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
         settings=settings, epochs=settings.epochs, batch_size=settings.batch_size,
         evaluate=lambda m: evaluate(m, x_test, y_test), score_key="accuracy",
         data_hash=data_hash(x_train, y_train), promote=promote, benchmark=benchmark(x_test, y_test),
+        inspect=lambda m, folder: write_image_mistakes(folder, x_test, y_test, predict(m, x_test), list("0123456789")),
     )
 
 

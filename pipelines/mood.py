@@ -236,6 +236,7 @@ def make_dataset(x, y, batch_size: int, augment: bool, shuffle: bool, weights=No
 def train(settings: Settings, run, data_dir=None, promote: str = "never", data: Data | None = None):
     import keras
 
+    from pipelines.tracker import write_image_mistakes
     from pipelines.training import fit_and_save, warm_start
 
     data = data if data is not None else load_data(data_dir)
@@ -267,6 +268,8 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data: 
         evaluate=lambda m: evaluate(m, data), score_key="accuracy",
         data_hash=core.sha256_bytes(data.x_train.tobytes(), data.y_train.tobytes()), promote=promote,
         benchmark=benchmark(data),
+        inspect=lambda m, folder: write_image_mistakes(folder, data.x_test, data.y_test, predict(m, data.x_test),
+                                                       list(CLASSES)),
     )
 
 

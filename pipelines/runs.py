@@ -7,6 +7,9 @@
         log.txt         stdout and stderr of the job
         best.keras      best checkpoint on the validation metric
         model.keras     the final model (the best checkpoint), card.json its card
+        mistakes.json   the model's most confident test mistakes (+ mistakes.png), written at evaluation
+        meta.json       the name and note a person gave the run (pipelines/tracker.py)
+        tensorboard/    Keras' TensorBoard event files, when tensorboard is installed
 
 The state lives on disk only, so a reloaded page, a second tab or a restarted app
 sees the same jobs. The Training page starts jobs with `launch`; a terminal run
@@ -17,6 +20,8 @@ it when the process dies) for the whole job, so page and terminal obey the same 
 The status records the job's pid and the process start time (a reused pid is no job
 of ours) and the stage (loading data, training epoch k/n, evaluating, promoting);
 Stop is honoured in every stage. Jobs run niced (JOB_NICE) on JOB_THREADS threads.
+
+`python -m pipelines.runs list|show|compare|delete [--json]` reads the same store (pipelines/tracker.py).
 """
 
 from __future__ import annotations
@@ -357,7 +362,10 @@ def open_run(task: str, run_dir: str | None, settings) -> Run:
 # Bounds of the page's number inputs; the rules themselves live in each pipeline's Settings.
 LIMITS = {"epochs": (1, 1000), "batch_size": (2, 4096), "learning_rate": (1e-6, 1.0), "data_fraction": (0.01, 1.0)}
 CAN_AUGMENT = {"digits", "mood"}
-FORM_KEYS = ("arch", "epochs", "batch_size", "learning_rate", "data_fraction", "augment", "with_feedback")
+FORM_KEYS = ("arch", "epochs", "batch_size", "learning_rate", "data_fraction", "augment", "with_feedback", "init_from")
+# Learning rates offered by the page: a log scale (1, 2, 3, 5 per decade), plus the pipeline's default.
+LR_CHOICES = tuple(sorted({round(m * 10.0 ** e, 12) for e in range(-6, -1) for m in (1, 2, 3, 5)} | {0.1}))
+FINE_TUNE_LR_FACTOR = 10  # fine-tuning starts near a minimum: a step 10x smaller keeps what the model knows
 MIN_CORPUS_CHARS = 2_000
 
 
@@ -372,6 +380,68 @@ def defaults(task: str, arch: str = "default") -> dict:
     """What the page's form starts from: the pipeline's own defaults for that architecture."""
     cls = settings_class(task)
     return asdict(cls.baseline() if arch == "baseline" else cls())
+
+
+def lr_choices(default: float) -> list[float]:
+    """The page's learning-rate steps, with the pipeline's default among them."""
+    return sorted(set(LR_CHOICES) | {default})
+
+
+def suggested_lr(default: float, fine_tune: bool) -> float:
+    """The default, or for fine-tuning the step nearest to default / FINE_TUNE_LR_FACTOR (log scale)."""
+    if not fine_tune:
+        return default
+    import math
+
+    target = math.log(default / FINE_TUNE_LR_FACTOR)
+    return min(LR_CHOICES, key=lambda v: abs(math.log(v) - target))
+
+
+def init_choices(task: str, name: str | None = None) -> dict[str, str]:
+    """What a run can start from: label -> model file ('' = random weights); the active model first."""
+    out = {"random weights (from scratch)": ""}
+    versions = core.list_versions(name or task)
+    for v in sorted(versions, key=lambda v: not v["active"]):
+        score = (v["card"].get("score") or {})
+        what = f"{score.get('name', '')} {score['value']:.4g}" if "value" in score else "no score"
+        arch = (v["card"].get("settings") or {}).get("arch", "?")
+        out[f"{'active model ' if v['active'] else ''}{v['version']} ({arch}, {what})"] = str(v["dir"] / core.MODEL_FILE)
+    return out
+
+
+def _init_problem(form: dict) -> str | None:
+    """Fine-tuning copies weights: the model must exist and have the same architecture."""
+    path = Path(form["init_from"])
+    if not path.exists():
+        return f"model {path} not found"
+    card = core.read_json(path.with_name(core.CARD_FILE), {}) or {}
+    arch = (card.get("settings") or {}).get("arch")
+    if arch and arch != form.get("arch", "default"):
+        return f"that model is the {arch} architecture: pick {arch} above to fine-tune it"
+    return None
+
+
+def field_errors(task: str, form: dict) -> dict[str, str]:
+    """Each form field's problem in words (empty when all is well), for the page to show next to it."""
+    errors = {}
+    base = {"arch": form.get("arch", "default")}
+    for key in FORM_KEYS:
+        if key == "init_from" or form.get(key) is None:
+            continue
+        try:
+            settings_for(task, {**base, key: form[key]})
+        except core.InvalidSettings as exc:
+            errors[key] = str(exc)
+    if form.get("init_from") and (problem := _init_problem(form)):
+        errors["init_from"] = problem
+    if form.get("data_dir") and not Path(form["data_dir"]).is_dir():
+        errors["data_dir"] = f"data folder {form['data_dir']} not found"
+    if form.get("corpus"):
+        try:
+            check_corpus(form["corpus"])
+        except core.DataUnavailable as exc:
+            errors["corpus"] = str(exc)
+    return errors
 
 
 def settings_for(task: str, form: dict):
@@ -434,6 +504,8 @@ def train_args(task: str, form: dict) -> list[str]:
         args += ["--name", str(form["name"])]
     if form.get("data_dir"):
         args += ["--data-dir", str(form["data_dir"])]
+    if form.get("init_from"):
+        args += ["--init-from", str(form["init_from"])]
     args += ["--promote", "if-better" if form.get("auto_promote") else "never"]
     return args
 
@@ -608,3 +680,9 @@ def registry_command(task: str, args) -> None:
         return
     version = core.rollback(name, args.version)
     print(f"{name}: {version} is now the active model.")
+
+
+if __name__ == "__main__":  # python -m pipelines.runs list|show|compare|delete (pipelines/tracker.py)
+    from pipelines.tracker import main as _tracker_main
+
+    core.run_cli(_tracker_main)

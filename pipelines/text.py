@@ -375,12 +375,17 @@ def train(settings: Settings, run, corpus=None, data_dir=None, promote: str = "n
           name: str = TASK):
     import keras
 
+    from pipelines.tracker import write_text_mistakes
     from pipelines.training import fit_and_save, warm_start
 
     corpus_name = Path(corpus).stem if corpus else "nietzsche" if text is None else "given text"
     text = text if text is not None else load_corpus(corpus, data_dir)
     keras.utils.set_random_seed(settings.seed)
-    train_ids, held_ids, vocab = prepare(text, settings)
+    # Fine-tuning keeps the starting model's vocabulary: its embedding and output rows are those characters.
+    start = Path(settings.init_from) if settings.init_from else None  # a registry version or a run folder
+    start_vocab = start and (core.read_json(core.extra_path(name, "vocab.json", start))
+                             or core.read_json(start.with_name("model.vocab.json")))
+    train_ids, held_ids, vocab = prepare(text, settings, start_vocab)
     words = build_words("".join(vocab["chars"][i] for i in train_ids))
     fit_ids, val_ids = split(train_ids, 0.05)  # validation inside the training part
     counts = np.bincount(train_ids, minlength=len(vocab["chars"]))
@@ -399,6 +404,7 @@ def train(settings: Settings, run, corpus=None, data_dir=None, promote: str = "n
         card_extra={"corpus": corpus_name, "corpus_chars": len(text),
                     "vocab_size": len(vocab["chars"])}, name=name,
         benchmark=benchmark_for(name, text, corpus_name, corpus, data_dir),
+        inspect=lambda m, folder: write_text_mistakes(folder, m, vocab, held_ids, settings.window),
     )
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from pipelines import core
 from pipelines.runs import Run
+from pipelines.tracker import fmt, fmt_gap  # noqa: F401 (the page and verdict use them from here)
 
 PROMOTE_CHOICES = ("never", "always", "if-better")
 BN_BATCHES = 100  # training batches used to re-estimate batch-norm statistics
@@ -82,7 +83,25 @@ class MetricsLogger(keras.callbacks.Callback):
         seconds = time.time() - self.epoch_t0
         self.run.append_metric({"kind": "epoch", "epoch": epoch, "time": time.time() - self.t0,
                                 "seconds": seconds, "samples_per_s": self.seen / max(seconds, 1e-9),
-                                **_floats(logs)})
+                                "learning_rate": current_lr(self.model), **_floats(logs)})
+
+
+def current_lr(model) -> float | None:
+    """The optimizer's learning rate now (a schedule evaluated at the current step)."""
+    try:
+        return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def tensorboard_callback(run: Run) -> list:
+    """Keras' TensorBoard callback writing to <run>/tensorboard (`tensorboard --logdir runs`),
+    when the tensorboard package is installed (tf.summary needs it); else nothing."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(run.dir / "tensorboard"), write_graph=True)]
 
 
 def _floats(logs) -> dict:
@@ -147,6 +166,7 @@ def fit_and_save(
     card_extra: dict | None = None,
     name: str | None = None,
     benchmark: Benchmark | None = None,
+    inspect: Callable[[object, object], object] | None = None,
 ) -> dict | None:
     """Train, keep the best checkpoint, evaluate it, write the card; returns the card.
 
@@ -154,7 +174,8 @@ def fit_and_save(
     decides promotion. `benchmark` is the task's fixed benchmark the card's score is
     measured on (and the comparison with the active model). `extras` are JSON files
     saved beside the model (model.<name>), e.g. a vocabulary. `name` is the registry
-    name to promote to (default: the task). Returns None when the run was stopped.
+    name to promote to (default: the task). `inspect(model, run_dir)` writes what the Training
+    page shows of the model's mistakes (pipelines.tracker). Returns None when the run was stopped.
     """
     name = name or run.task
     best = run.dir / "best.keras"
@@ -162,6 +183,7 @@ def fit_and_save(
     callbacks = [
         MetricsLogger(run, batch_size),
         keras.callbacks.ModelCheckpoint(best, monitor=monitor, mode="max", save_best_only=True),
+        *tensorboard_callback(run),
     ]
     for suffix, obj in (extras or {}).items():
         core.write_json(run.dir / f"model.{suffix}", obj)
@@ -177,6 +199,12 @@ def fit_and_save(
     core.save_model(model, run.dir / "model.keras")
     run.set_stage("evaluating")
     metrics = evaluate(model)
+    if inspect is not None:
+        run.set_stage("collecting the model's mistakes")
+        try:
+            inspect(model, run.dir)
+        except Exception as exc:  # a picture of the mistakes never costs a finished model
+            print(f"mistakes not written ({type(exc).__name__}: {exc})", flush=True)
     vocab = (extras or {}).get("vocab.json")
     score = {"name": score_key, "value": metrics[score_key], "higher_is_better": higher_is_better}
     if benchmark is not None:
@@ -272,16 +300,6 @@ def near_chance(value: float, chance: float | None, higher_is_better: bool) -> b
     if chance is None:
         return False
     return value <= chance + 0.1 * (1 - chance) if higher_is_better else value >= 0.9 * chance
-
-
-def fmt(value: float | None, score_name: str) -> str:
-    if value is None:
-        return "?"
-    return f"{value:.2%}" if score_name == "accuracy" else f"{value:.3f} bits/char"
-
-
-def fmt_gap(gap: float, score_name: str) -> str:
-    return f"{abs(gap) * 100:.2f} points" if score_name == "accuracy" else f"{abs(gap):.3f} bits/char"
 
 
 def verdict(c: dict) -> dict:

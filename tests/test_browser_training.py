@@ -51,3 +51,85 @@ def test_promote_a_worse_run_see_both_numbers_cancel_then_roll_back(isolated_dir
         assert tab.sideways_scroll() <= 0
         tab.shot("training-rollback-phone")
         assert tab.problems == []
+
+
+def pick_runs(page, *run_ids):
+    """Choose runs in the 'Open or compare runs' multiselect (typing filters the options)."""
+    box = page.get_by_test_id("stMultiSelect").filter(has_text="Open or compare runs")
+    for run_id in run_ids:
+        box.locator("input").click()
+        box.locator("input").fill(run_id)
+        page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+
+
+def plot_traces(page) -> list[list[str]]:
+    """The validation traces' names of every plotly chart on the page."""
+    return page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+        .map(el => (el.data || []).filter(t => t.meta === 'val').map(t => t.name))""")
+
+
+def shot_of(tab, name: str, anchor, width: int) -> None:
+    """The whole page at `width` (tab.shot makes the window as tall as the page), once `anchor` is there."""
+    tab.page.set_viewport_size({"width": width, "height": DESKTOP["height"]})
+    anchor.wait_for(timeout=30_000)
+    tab.page.wait_for_timeout(1200)
+    assert tab.sideways_scroll() <= 0
+    tab.shot(name)
+    tab.page.set_viewport_size(DESKTOP)
+
+
+def test_tracker_details_compare_delete_with_200_runs(isolated_dirs):
+    from test_tracker import synthetic_run
+
+    made = [synthetic_run(score=0.5 + i / 1000, lr=(1e-3, 2e-3, 5e-4)[i % 3], batch_size=(128, 64)[i % 2],
+                          mistakes=i >= 195, seed=i) for i in range(200)]
+    core.promote("digits", made[-1].dir)  # the newest run is the active model's source
+    old, a, b = made[-5], made[-4], made[-3]  # a, b, old: lr 2e-3/5e-4/1e-3, batch 64/128/64
+    env = {"MODELS_DIR": str(core.models_dir()), "RUNS_DIR": str(core.runs_dir())}
+    with streamlit_server(env) as url, chromium() as open_tab:
+        tab = open_tab(DESKTOP)
+        page = tab.page
+        page.goto(f"{url}/training")
+        expect(page.get_by_text("200 runs;")).to_be_visible(timeout=60_000)
+
+        # an old run's details, its mistakes grid
+        box = page.get_by_test_id("stMultiSelect").filter(has_text="Open or compare runs")
+        box.locator("input").click()
+        page.keyboard.press("Backspace")  # drop the default choice (the newest run)
+        pick_runs(page, old.id)  # details show the run picked last
+        expect(page.get_by_text(f"{old.id} · finished")).to_be_visible(timeout=30_000)
+        page.get_by_role("tab", name="Mistakes").click()
+        expect(page.get_by_text("the most confident mistakes first")).to_be_visible(timeout=30_000)
+        mistakes = core.read_json(old.dir / "mistakes.json")["items"]
+        assert mistakes and all(m["true"] != m["predicted"] for m in mistakes)
+        expect(page.locator("img[src*='media']").first).to_be_visible()
+        shot_of(tab, "training-mistakes-desktop", page.get_by_text("the most confident mistakes first"), 1280)
+        page.get_by_role("tab", name="Mistakes").click()
+        page.get_by_role("tab", name="Evaluation").click()
+        header = page.get_by_role("heading", name="Run details")
+        shot_of(tab, "training-details-desktop", header, 1280)
+        shot_of(tab, "training-details-phone", header, 390)
+
+        # compare three
+        pick_runs(page, a.id, b.id)
+        expect(page.get_by_text("Compare 3 runs")).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(1500)
+        val = [t for t in plot_traces(page) if t]
+        assert len(val) == 2 and sorted(val[0]) == sorted(r.id for r in (old, a, b))
+        expect(page.get_by_text("Settings that differ")).to_be_visible()
+        heading = page.get_by_role("heading", name="Compare 3 runs")
+        shot_of(tab, "training-compare-desktop", heading, 1280)
+        shot_of(tab, "training-compare-phone", heading, 390)
+
+        # delete: asks first, then the run is gone; the active model's source is refused
+        a = b  # the run picked last, whose details are open
+        page.get_by_text("Manage this run").click()
+        page.get_by_role("button", name="Delete this run").click()
+        expect(page.get_by_text("and all its files for good?")).to_be_visible(timeout=60_000)
+        tab.shot("training-delete-confirm")
+        page.get_by_role("button", name="Yes, delete it").click()
+        expect(page.get_by_text(f"Deleted run {a.id}")).to_be_visible(timeout=30_000)
+        assert not a.dir.exists()
+        expect(page.get_by_text("199 runs;")).to_be_visible(timeout=30_000)
+        assert tab.problems == []
