@@ -41,7 +41,7 @@ def page_ready(tab, name: str) -> None:
              "digits": tab.page.locator("canvas.upper-canvas"),
              "text": tab.page.locator("textarea[aria-label='Your text']"),
              "mood": tab.page.get_by_text("Take a snapshot or upload a photo with a face"),
-             "training": tab.page.get_by_test_id("stMainBlockContainer")}[name]
+             "training": tab.page.get_by_text("New run")}[name]
     ready.first.wait_for(timeout=90_000)
     wait_for_app(tab.page)
 

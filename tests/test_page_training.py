@@ -211,7 +211,7 @@ def test_rename_and_note_are_saved():
 def test_fine_tuning_starts_from_a_version_with_a_smaller_learning_rate(monkeypatch):
     core.promote("digits", synthetic_run().dir)
     launched = []
-    monkeypatch.setattr(runs, "launch", lambda task, args: launched.append(args) or runs.Run.create(task, {}))
+    monkeypatch.setattr(runs, "launch", lambda task, args, engine="local": launched.append(args) or runs.Run.create(task, {}))
     at = run_page()
     start = at.selectbox(key="init-digits")
     at = start.set_value(next(o for o in start.options if o.startswith("active model v1"))).run()
@@ -256,3 +256,11 @@ def test_text_mistakes_highlight_surprising_characters_and_show_completions():
     line = next(h for h in html if "&lt;" in h)
     assert line.count("<mark") == 8 and "9.0 bits" in line  # the 8 most surprising characters, escaped text
     assert any("<b>rit of *man*</b>" in h for h in html)
+
+
+def test_the_form_offers_where_the_job_runs(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    at = run_page()
+    engine = next(r for r in at.radio if r.label == "Run on")
+    assert not at.exception and engine.value == "local"  # this server, unless RAY_ADDRESS says otherwise
+    assert "ray" in engine.options or any("Ray" in o for o in engine.options)

@@ -10,7 +10,7 @@ import os
 
 import streamlit as st
 
-from pipelines import core, runs, tracker
+from pipelines import core, engines, runs, tracker
 
 
 def render(task: str, busy: bool) -> None:
@@ -68,16 +68,28 @@ def form(task: str, busy: bool) -> None:
                                  help="mnist.npz, fer2013.npz or text/nietzsche.txt live here")
         _error(errors, "data_dir")
         auto_promote = st.checkbox("Promote automatically if it beats the active model on the same benchmark")
+        engine = engine_choice()
         submitted = st.form_submit_button("Train", type="primary", disabled=busy)
     if submitted:
         values = dict(arch=arch, epochs=int(epochs), batch_size=int(batch_size), learning_rate=float(learning_rate),
                       data_fraction=float(data_fraction), augment=augment, with_feedback=with_feedback,
                       data_dir=data_dir.strip(), auto_promote=auto_promote, name=(name or "").strip() or None,
                       init_from=init_from)
-        submit(task, values, corpus)
+        submit(task, values, corpus, engine)
 
 
-def submit(task: str, values: dict, corpus) -> None:
+def engine_choice() -> str:
+    """Where the job runs: this server, or a Ray cluster (offered with the reason when it cannot be used)."""
+    reasons = engines.available()
+    names = list(reasons)
+    label = {"local": "this server", "ray": "Ray cluster"}
+    engine = st.radio("Run on", names, index=names.index(engines.default_name()), horizontal=True,
+                      format_func=lambda n: label.get(n, n) + (" (unavailable)" if reasons[n] else ""),
+                      help="; ".join(f"{label.get(n, n)}: {why}" for n, why in reasons.items() if why) or None)
+    return engine
+
+
+def submit(task: str, values: dict, corpus, engine: str = "local") -> None:
     if corpus is not None:
         try:
             path = core.runs_dir() / "uploads" / os.path.basename(corpus.name)
@@ -92,7 +104,7 @@ def submit(task: str, values: dict, corpus) -> None:
         st.rerun()
     st.session_state.pop(f"errors-{task}", None)
     try:
-        run = runs.launch(task, runs.train_args(task, values))
+        run = runs.launch(task, runs.train_args(task, values), engine=engine)
     except (core.JobRunning, core.NotWritable, OSError) as exc:
         st.error(f"Nothing started: {exc}")
         return

@@ -10,7 +10,7 @@ from contextlib import suppress
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from pipelines import runs
+from pipelines import engines, runs
 from views.train_promote import promote_section
 
 IDLE_POLL_S, BUSY_POLL_S = 10.0, 1.5
@@ -44,13 +44,14 @@ def live(task: str) -> None:
     fraction = 1.0 if state == "finished" else fraction
     eta = f", about {left / 60:.1f} min left" if left is not None and state in runs.ACTIVE_STATES else ""
     st.progress(fraction, text=f"{fraction:.0%}{eta}")
+    st.caption(f"Runs on {engines.where(latest)['label']}." + (f" {status['note']}" if status.get("note") else ""))
     if state in runs.ACTIVE_STATES:
         controls(latest)
     elif state in ("failed", "stopped"):
         st.warning(f"This run {state}: {status.get('error') or 'no reason recorded'}")
         st.caption("The active model was not touched.")
     with st.expander("Log", expanded=state == "failed"):
-        st.code(latest.log_tail(15) or "(empty)", wrap_lines=True)
+        st.code(engines.log_tail(latest, 15) or "(empty)", wrap_lines=True)
     if state == "finished":
         promote_section(latest, "live")
 
