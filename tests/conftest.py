@@ -3,6 +3,7 @@ and small synthetic data; no test needs the real data sets or the network."""
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -117,3 +118,21 @@ def tiny_mood_model(tmp_path_factory):
     x, y = synthetic_faces()
     data = mood.Data(x, y, x[:28], y[:28], (np.arange(28) % 2).astype(np.uint8))
     yield from train_tiny(tmp_path_factory, "mood", mood.Settings(epochs=1, batch_size=32), mood.train, data=data)
+
+
+@pytest.fixture
+def mnist_dir(tmp_path):
+    """A tiny synthetic MNIST in a data folder, for real training jobs."""
+    x, y = synthetic_mnist(30)
+    np.savez_compressed(tmp_path / "mnist.npz", x_train=x, y_train=y, x_test=x[:50], y_test=y[:50])
+    return tmp_path
+
+
+def wait_for(predicate, timeout=180):
+    """The predicate's first truthy value, polled (jobs run in other processes)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if value := predicate():
+            return value
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")

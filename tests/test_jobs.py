@@ -1,28 +1,10 @@
 """Integration: training jobs started the way the Training page starts them."""
 
-import time
 
-import numpy as np
 import pytest
-from conftest import synthetic_mnist
+from conftest import wait_for
 
 from pipelines import core, runs
-
-
-@pytest.fixture
-def mnist_dir(tmp_path):
-    x, y = synthetic_mnist(30)
-    np.savez_compressed(tmp_path / "mnist.npz", x_train=x, y_train=y, x_test=x[:50], y_test=y[:50])
-    return tmp_path
-
-
-def wait_for(predicate, timeout=180):
-    end = time.time() + timeout
-    while time.time() < end:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting")
 
 
 def form(mnist_dir, **kw):

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, TINY_TEXT, synthetic_mnist
+from conftest import ROOT, TINY_TEXT, synthetic_mnist, wait_for
 
 from pipelines import core, digits, mood, runs, text, training
 
@@ -80,20 +80,6 @@ def test_an_unwritable_runs_folder_is_a_message(tmp_path):
 # ---------------------------------------------------------------- one job per task
 
 
-@pytest.fixture
-def mnist_dir(tmp_path):
-    x, y = synthetic_mnist(30)
-    np.savez_compressed(tmp_path / "mnist.npz", x_train=x, y_train=y, x_test=x[:50], y_test=y[:50])
-    return tmp_path
-
-
-def wait_for(predicate, timeout=180):
-    end = time.time() + timeout
-    while time.time() < end:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting")
 
 
 def test_a_second_train_command_is_refused_naming_the_running_job(mnist_dir):

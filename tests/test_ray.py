@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synthetic_mnist
+from conftest import synthetic_mnist, wait_for
 
 pytest.importorskip("ray.job_submission", reason="Ray is not installed: pip install -r requirements-ray.txt")
 
@@ -89,13 +89,6 @@ def args(data_dir, epochs=1, promote=True):
                                       "auto_promote": promote})
 
 
-def wait_for(predicate, timeout=150):
-    end = time.time() + timeout
-    while time.time() < end:
-        if value := predicate():
-            return value
-        time.sleep(0.3)
-    raise AssertionError("timed out waiting")
 
 
 def ray_state(run) -> str:
