@@ -23,7 +23,12 @@ import numpy as np
 from pipelines import core
 
 TASK = "digits"
-CONFIDENT = 0.6  # below this top probability the page says "not sure"
+CONFIDENT = 0.6  # below this top probability the page says "not sure" (when the card has no fitted threshold)
+NOT_A_DIGIT = 10  # the 11th output of models trained with `reject_class`
+OUTCOMES = ("digit", "unsure", "not a digit")
+# What a card without fitted values (e.g. a model trained before calibration existed) gets:
+# no temperature change, the old "not sure" threshold, and "not a digit" only from an 11th output.
+DEFAULT_CALIBRATION = {"temperature": 1.0, "unsure_below": CONFIDENT, "not_a_digit_above": 0.5}
 
 
 @dataclass
@@ -38,10 +43,13 @@ class Settings:
     with_feedback: bool = False
     seed: int = 0
     init_from: str = ""  # a .keras model to start from (fine-tuning) instead of random weights
+    reject_class: bool = True  # an 11th output, "not a digit", trained on generated non-digits
+    canvas_styles: bool = True  # add canvas-like digits: stroke widths, elastic distortion, European 7 and 1
 
     @classmethod
     def baseline(cls) -> Settings:
-        return cls(arch="baseline", epochs=10, learning_rate=1e-3, augment=False)
+        return cls(arch="baseline", epochs=10, learning_rate=1e-3, augment=False, reject_class=False,
+                   canvas_styles=False)
 
 
 # ---------------------------------------------------------------- data
@@ -106,6 +114,85 @@ def load_feedback():
     return np.stack(x), np.array(y, np.uint8)
 
 
+# ---------------------------------------------------------------- canvas-like training extras
+
+
+def to_uint8(images) -> np.ndarray:
+    return np.clip(np.asarray(images, np.float32) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def canvas_images(canvas: np.ndarray) -> list[np.ndarray]:
+    """A canvas (uint8 ink, or RGBA) through the page's preprocessing: its pieces as 28x28 floats."""
+    img = ink(canvas)
+    return [to_mnist(p) for p in segment(img)] if (img > 0.15).sum() >= 30 else []
+
+
+def non_digit_images(n: int, seed: int) -> np.ndarray:
+    """28x28 uint8 images of generated non-digits (letters, scribbles, dots, blocks, lines)."""
+    from pipelines import digit_sets
+
+    canvases, _ = digit_sets.non_digits(n, seed)
+    pieces = [im for c in canvases for im in canvas_images(c)]
+    return to_uint8(pieces) if pieces else np.zeros((0, 28, 28), np.uint8)
+
+
+def restroke(img: np.ndarray, rng) -> np.ndarray:
+    """One 28x28 uint8 digit redrawn as a canvas stroke would come out: thinner or thicker
+    (x4 resolution, eroded or dilated), elastically distorted, then back to 28x28."""
+    big = cv2.resize(img, (112, 112), interpolation=cv2.INTER_LINEAR)
+    k = int(rng.integers(-6, 10))
+    if k:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (abs(k) + 1, abs(k) + 1))
+        big = cv2.dilate(big, kernel) if k > 0 else cv2.erode(big, kernel)
+    dx, dy = (cv2.GaussianBlur(rng.uniform(-1, 1, (112, 112)).astype(np.float32), (0, 0), 12) * 160
+              for _ in range(2))
+    gx, gy = np.meshgrid(np.arange(112, dtype=np.float32), np.arange(112, dtype=np.float32))
+    big = cv2.remap(big, gx + dx, gy + dy, cv2.INTER_LINEAR)
+    return cv2.resize(big, (28, 28), interpolation=cv2.INTER_AREA)
+
+
+def european(img: np.ndarray, label: int, rng) -> np.ndarray:
+    """A 7 with a crossbar, or a 1 with a flag and a foot, drawn onto an MNIST digit."""
+    big = cv2.resize(img, (112, 112), interpolation=cv2.INTER_LINEAR)
+    ys, xs = np.nonzero(big > 128)
+    if len(ys) < 10:
+        return img
+    thick = int(rng.integers(5, 10))
+    top, bottom = ys.min(), ys.max()
+    if label == 7:
+        y = int(top + (bottom - top) * rng.uniform(0.45, 0.6))
+        row = xs[np.abs(ys - y) < 3]
+        if len(row):
+            c, half = int(row.mean()), int(rng.uniform(12, 22))
+            cv2.line(big, (c - half, y), (c + half, y), 255, thick, cv2.LINE_AA)
+    else:
+        xt, xb = int(xs[ys == top].mean()), int(xs[ys == bottom].mean())
+        flag = int(rng.uniform(12, 24))
+        cv2.line(big, (xt, top), (xt - flag, top + int(flag * rng.uniform(0.5, 1.0))), 255, thick, cv2.LINE_AA)
+        if rng.random() < 0.6:
+            foot = int(rng.uniform(10, 20))
+            cv2.line(big, (xb - foot, bottom), (xb + foot, bottom), 255, thick, cv2.LINE_AA)
+    return to_uint8(to_mnist(big.astype(np.float32) / 255.0))
+
+
+def canvas_extras(x, y, seed: int, n_restroke: int, n_european: int, n_other: int):
+    """Extra training images: MNIST digits restroked like canvas drawings, European 7s and 1s,
+    and generated non-digits (label NOT_A_DIGIT when n_other > 0)."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(x), n_restroke, replace=False)
+    xs = [np.stack([restroke(x[i], rng) for i in pick])]
+    ys = [y[pick]]
+    for label in (7, 1):
+        idx = rng.choice(np.nonzero(y == label)[0], n_european, replace=True)
+        xs.append(np.stack([european(x[i], label, rng) for i in idx]))
+        ys.append(np.full(n_european, label, y.dtype))
+    if n_other:
+        other = non_digit_images(n_other, seed + 1)
+        xs.append(other)
+        ys.append(np.full(len(other), NOT_A_DIGIT, y.dtype))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
 # ---------------------------------------------------------------- model
 
 
@@ -136,12 +223,12 @@ def build_model(settings: Settings):
         x = layers.Dropout(0.4)(x)
     else:
         raise ValueError(f"unknown arch {settings.arch!r}: use 'default' or 'baseline'")
-    outputs = layers.Dense(10, activation="softmax")(x)
+    outputs = layers.Dense(11 if settings.reject_class else 10, activation="softmax")(x)
     return keras.Model(inputs, outputs, name=f"digits_{settings.arch}")
 
 
 def augment_batch(x, seed: int = 0):
-    """Small shifts, rotations, zoom and stroke-thickness changes, on a batch in [0, 1]."""
+    """Small shifts, rotations, shear, zoom and stroke-thickness changes, on a batch in [0, 1]."""
     import keras
     import tensorflow as tf
 
@@ -149,6 +236,7 @@ def augment_batch(x, seed: int = 0):
     if _AUGMENT is None:
         _AUGMENT = keras.Sequential([
             keras.layers.RandomRotation(0.04, fill_mode="constant", seed=seed),  # +-14 degrees
+            keras.layers.RandomShear(0.15, 0.0, fill_mode="constant", seed=seed),  # slanted handwriting
             keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
             keras.layers.RandomZoom(0.12, fill_mode="constant", seed=seed),
         ])
@@ -182,7 +270,7 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
     """Train on MNIST (or `data` = (x_train, y_train, x_test, y_test)) into the run folder."""
     import keras
 
-    from pipelines.training import fit_and_save, warm_start
+    from pipelines.training import fit_and_save
 
     x_train, y_train, x_test, y_test = data if data is not None else load_data(data_dir)
     keras.utils.set_random_seed(settings.seed)
@@ -194,8 +282,15 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
         fx, fy = load_feedback()
         print(f"including {len(fx)} feedback drawings (x20)", flush=True)
         x_fit, y_fit = np.concatenate([x_fit, *[fx] * 20]), np.concatenate([y_fit, *[fy] * 20])
+    if settings.canvas_styles or settings.reject_class:
+        n = len(x_fit)  # on full MNIST: 20,000 restroked, 2 x 3,000 European, ~8,000 non-digit pieces
+        ex, ey = canvas_extras(x_fit, y_fit, settings.seed, n_restroke=n * 37 // 100 if settings.canvas_styles else 0,
+                               n_european=n * 55 // 1000 if settings.canvas_styles else 0,
+                               n_other=n * 14 // 100 if settings.reject_class else 0)
+        print(f"including {len(ex)} canvas-style and non-digit images", flush=True)
+        x_fit, y_fit = np.concatenate([x_fit, ex]), np.concatenate([y_fit, ey])
     core.write_data_view(run.dir, class_distribution(y_fit), x_fit, y_fit)
-    model = warm_start(build_model(settings), settings.init_from)
+    model = warm_start_digits(build_model(settings), settings.init_from)
     steps = int(np.ceil(len(x_fit) / settings.batch_size))
     lr = keras.optimizers.schedules.CosineDecay(settings.learning_rate, settings.epochs * steps, alpha=0.02)
     model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -204,15 +299,77 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
         make_dataset(x_fit, y_fit, settings.batch_size, settings.augment, shuffle=True, seed=settings.seed),
         make_dataset(x_val, y_val, 512, augment=False, shuffle=False),
         settings=settings, epochs=settings.epochs, batch_size=settings.batch_size,
-        evaluate=lambda m: evaluate(m, x_test, y_test), score_key="accuracy",
+        evaluate=lambda m: evaluate(m, x_test, y_test, held_out=(x_val, y_val)), score_key="accuracy",
         data_hash=data_hash(x_train, y_train), promote=promote,
     )
 
 
-def evaluate(model, x, y) -> dict:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix on (x, y)."""
-    probs = predict(model, x)
-    return core.classification_report(y, probs.argmax(1), 10)
+def warm_start_digits(model, path: str):
+    """Fine-tuning start: the saved model's weights; a saved 10-digit output layer grows an
+    11th "not a digit" output (new, with a low bias) when the new model has one."""
+    from pipelines.training import warm_start
+
+    if not path:
+        return model
+    saved = core.load_model(path)
+    if saved.output_shape[-1] == model.output_shape[-1]:
+        return warm_start(model, path)
+    weights = saved.get_weights()
+    kernel, bias = weights[-2], weights[-1]
+    weights[-2] = np.concatenate([kernel, np.zeros((kernel.shape[0], 1), kernel.dtype)], 1)
+    weights[-1] = np.concatenate([bias, np.array([-3.0], bias.dtype)])
+    model.set_weights(weights)
+    return model
+
+
+def evaluate(model, x, y, held_out=None) -> dict:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix on (x, y) (the best
+    of the ten digits; a model's "not a digit" output does not count here), and the outcome rates.
+    With `held_out` = (x, y) digits the model never trained on, the temperature and the
+    thresholds are fitted first and written into the report (the card) as "calibration"."""
+    raw = predict(model, x)
+    report = core.classification_report(y, raw[:, :NOT_A_DIGIT].argmax(1), 10)
+    calibration = fit_calibration(model, *held_out) if held_out is not None else DEFAULT_CALIBRATION
+    if held_out is not None:
+        report["calibration"] = calibration
+    report.update(outcome_rates(raw, y, calibration))
+    return report
+
+
+def outcome_rates(raw: np.ndarray, y: np.ndarray, calibration: dict) -> dict:
+    """Expected calibration error and the share of each outcome on labelled digits."""
+    outcomes, digit_p, _ = decide(raw, calibration)
+    p = calibrated(raw, calibration["temperature"])
+    o = np.array(outcomes)
+    right = digit_p.argmax(1) == y
+    return {"ece": expected_calibration_error(p, y), "ece_uncalibrated": expected_calibration_error(raw, y),
+            "not_a_digit_rate": float((o == "not a digit").mean()), "unsure_rate": float((o == "unsure").mean()),
+            "unsure_of_correct": float((o[right] == "unsure").mean()) if right.any() else 0.0}
+
+
+UNSURE_OF_CORRECT = 0.03  # "not sure" may flag at most this share of right answers on held-out drawings
+NOT_DIGIT_OF_DIGITS = 0.005  # "not a digit" may flag at most this share of held-out MNIST digits
+
+
+def fit_calibration(model, x_val, y_val, seed: int = 0) -> dict:
+    """Temperature (NLL on held-out MNIST digits), then the thresholds:
+    "not a digit" flags at most 0.5% of the held-out digits; "not sure" flags at most 3% of the
+    right answers on held-out stroke-font digits (generator seeds the benchmarks do not use)."""
+    from pipelines import digit_sets
+
+    raw = predict(model, x_val)
+    t = fit_temperature(raw, np.asarray(y_val, int))
+    not_digit = 0.5
+    if raw.shape[1] > NOT_A_DIGIT:
+        not_digit = float(max(0.5, np.quantile(calibrated(raw, t)[:, NOT_A_DIGIT], 1 - NOT_DIGIT_OF_DIGITS)))
+    canvases, labels = digit_sets.hershey_digits(1000, seed + 202)
+    images = [canvas_images(c) for c in canvases]
+    one = [i for i, im in enumerate(images) if len(im) == 1]
+    sp = calibrated(predict(model, np.stack([images[i][0] for i in one])), t)[:, :NOT_A_DIGIT]
+    right = sp.argmax(1) == labels[one]
+    unsure = float(np.clip(np.quantile(sp[right].max(1), UNSURE_OF_CORRECT), 0.3, 0.95)) if right.any() else CONFIDENT
+    return {"temperature": t, "unsure_below": unsure, "not_a_digit_above": not_digit,
+            "fitted_on": f"{len(x_val)} held-out MNIST digits and 1,000 stroke-font digits (seed {seed + 202})"}
 
 
 # ---------------------------------------------------------------- predict
@@ -225,7 +382,7 @@ def predict(model, images, batch_size: int = 1024) -> np.ndarray:
         x = x / 255.0
     x = x.reshape(-1, 28, 28, 1)
     return np.concatenate([model.predict_on_batch(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]) \
-        if len(x) else np.zeros((0, 10), np.float32)
+        if len(x) else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
 def ink(rgba: np.ndarray) -> np.ndarray:
@@ -278,26 +435,183 @@ def segment(ink_img: np.ndarray, threshold: float = 0.15) -> list[np.ndarray]:
     return [np.where(np.isin(labels, ids), ink_img, 0).astype(np.float32) for _, _, ids in groups]
 
 
+# ---------------------------------------------------------------- calibration and outcomes
+
+
+def calibrated(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling of softmax outputs: softmax(log p / T) equals softmax(logits / T)."""
+    logits = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)) / float(temperature)
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
+def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
+    """The temperature that minimises the negative log-likelihood of `y` (a 1-D search)."""
+    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 241))
+    y = np.asarray(y, int)
+    nll = [-np.log(np.clip(calibrated(probs, t)[np.arange(len(y)), y], 1e-12, 1)).mean() for t in grid]
+    return float(grid[int(np.argmin(nll))])
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE: the gap between confidence and accuracy, averaged over equal-width bins."""
+    conf, right = probs.max(1), probs.argmax(1) == np.asarray(y)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    gaps = [abs(conf[which == b].mean() - right[which == b].mean()) * (which == b).sum()
+            for b in range(bins) if (which == b).any()]
+    return float(np.sum(gaps) / max(len(y), 1))
+
+
+def calibration_of(card: dict | None) -> dict:
+    """The card's fitted temperature and thresholds, the safe defaults for what it lacks."""
+    fitted = (card or {}).get("calibration") or (card or {}).get("test", {}).get("calibration") or {}
+    return {k: float(fitted.get(k, v)) for k, v in DEFAULT_CALIBRATION.items()}
+
+
+def decide(raw: np.ndarray, calibration: dict | None = None):
+    """Raw model outputs (n, 10 or 11) -> (outcomes, calibrated digit probabilities (n, 10),
+    calibrated "not a digit" probability (n,)). Not a digit wins over unsure."""
+    cal = {**DEFAULT_CALIBRATION, **(calibration or {})}
+    p = calibrated(raw, cal["temperature"])
+    other = p[:, NOT_A_DIGIT] if p.shape[1] > NOT_A_DIGIT else np.zeros(len(p), np.float32)
+    digit_p = p[:, :NOT_A_DIGIT]
+    outcomes = ["not a digit" if o >= cal["not_a_digit_above"] else "unsure" if d.max() < cal["unsure_below"]
+                else "digit" for o, d in zip(other, digit_p)]
+    return outcomes, digit_p, other
+
+
+class Predictor:
+    """The page's model call: raw probabilities for (n, 28, 28, 1) floats, with the card's calibration."""
+
+    def __init__(self, model, card: dict | None = None):
+        self.model, self.fast = model, core.fast_predict(model)
+        self.calibration = calibration_of(card)
+
+    def __call__(self, x):
+        return self.fast(np.asarray(x, np.float32))
+
+
+# ---------------------------------------------------------------- touching digits
+
+
+WIDE = 1.0  # a piece wider than tall probably holds several digits
+MAX_CUTS = 6  # candidate cut columns per wide piece (all their segments are scored in one batch)
+
+
+def cut_candidates(piece: np.ndarray, threshold: float = 0.15) -> tuple[int, int, list[int]]:
+    """(x0, x1, columns) where a wide piece could be cut: the lowest points of its column ink profile."""
+    mask = piece > threshold
+    ys, xs = np.nonzero(mask)
+    x0, x1, h = xs.min(), xs.max() + 1, ys.max() + 1 - ys.min()
+    if (x1 - x0) <= WIDE * h:
+        return x0, x1, []
+    profile = np.convolve(mask[:, x0:x1].sum(0).astype(float), np.ones(5) / 5, "same")
+    margin, gap = int(0.12 * h), max(2, int(0.1 * h))
+    order = np.argsort(profile[margin:len(profile) - margin], kind="stable") + margin
+    cuts: list[int] = []
+    for c in order:
+        if all(abs(c - k) >= gap for k in cuts):
+            cuts.append(int(c) + x0)
+        if len(cuts) == MAX_CUTS:
+            break
+    return x0, x1, sorted(cuts)
+
+
+def _spans(x0: int, x1: int, cuts: list[int]) -> list[tuple[int, int]]:
+    bounds = [x0, *cuts, x1]
+    return [(bounds[i], bounds[j]) for i in range(len(bounds)) for j in range(i + 1, len(bounds))]
+
+
+def _best_split(spans, scores: dict, x0: int, x1: int) -> list[tuple[int, int]]:
+    """The left-to-right chain of spans from x0 to x1 with the highest total score (dynamic programming)."""
+    best = {x0: (0.0, [])}
+    for a, b in sorted(spans, key=lambda s: (s[1], s[0])):
+        if a in best and (b not in best or best[a][0] + scores[(a, b)] > best[b][0]):
+            best[b] = (best[a][0] + scores[(a, b)], best[a][1] + [(a, b)])
+    return best[x1][1]
+
+
+def _span_score(digit_p: np.ndarray, width: int, height: int) -> float:
+    """How much a span looks like one digit: log of its best digit's probability, minus a
+    penalty for being wider than a digit usually is."""
+    return float(np.log(max(float(digit_p.max()), 1e-6)) - 4.0 * max(0.0, width / height - WIDE))
+
+
+def split_pieces(pieces: list[np.ndarray], predict_fn, calibration: dict | None = None):
+    """Pieces -> (digit images, raw outputs), wide pieces cut where the model reads the parts best.
+
+    Every candidate span of every wide piece is scored in one batched model call."""
+    jobs = []  # (piece index, x0, x1, spans)
+    images = [to_mnist(p) for p in pieces]
+    for i, p in enumerate(pieces):
+        x0, x1, cuts = cut_candidates(p)
+        if cuts:
+            spans = _spans(x0, x1, cuts)
+            jobs.append((i, x0, x1, spans))
+            images += [to_mnist(_columns(p, a, b)) for a, b in spans]
+    raw = np.asarray(predict_fn(np.stack(images)[..., None].astype(np.float32)))
+    if not jobs:
+        return images, raw
+    _, digit_p, _ = decide(raw, calibration)
+    out_images, out_raw, k = [], [], len(pieces)
+    by_piece = {i: (x0, x1, spans) for i, x0, x1, spans in jobs}
+    for i, p in enumerate(pieces):
+        if i not in by_piece:
+            out_images.append(images[i])
+            out_raw.append(raw[i])
+            continue
+        x0, x1, spans = by_piece[i]
+        ys = np.nonzero((p > 0.15).any(1))[0]
+        height = ys.max() + 1 - ys.min()
+        idx = {s: k + j for j, s in enumerate(spans)}
+        k += len(spans)
+        scores = {s: _span_score(digit_p[idx[s]], s[1] - s[0], height) for s in spans}
+        for s in _best_split(spans, scores, x0, x1):
+            out_images.append(images[idx[s]])
+            out_raw.append(raw[idx[s]])
+    return out_images, np.stack(out_raw)
+
+
+def _columns(piece: np.ndarray, a: int, b: int) -> np.ndarray:
+    out = np.zeros_like(piece)
+    out[:, a:b] = piece[:, a:b]
+    return out
+
+
+# ---------------------------------------------------------------- what the page calls
+
+
 @dataclass
 class Reading:
-    """What the page shows: a status, the digits' 28x28 images and probabilities."""
+    """What the page shows: a status, the digits' 28x28 images, calibrated probabilities and outcomes.
+
+    `probs[i]` are the calibrated probabilities of the digits 0-9 at position i (they sum to
+    1 - `not_digit[i]`); `outcomes[i]` is "digit", "unsure" or "not a digit"."""
 
     status: str  # "ok" | "blank" | "full"
     message: str = ""
     images: list = field(default_factory=list)
     probs: np.ndarray | None = None
+    outcomes: list = field(default_factory=list)
+    not_digit: np.ndarray | None = None
 
     @property
     def number(self) -> str:
-        return "".join(str(int(p.argmax())) for p in self.probs) if self.probs is not None else ""
+        """The digits read, left to right, with "?" where the model is unsure or sees no digit."""
+        if self.probs is None:
+            return ""
+        outcomes = self.outcomes or ["digit"] * len(self.probs)
+        return "".join(str(int(p.argmax())) if o == "digit" else "?" for p, o in zip(self.probs, outcomes))
 
     @property
     def confident(self) -> bool:
-        return self.probs is not None and bool((self.probs.max(1) >= CONFIDENT).all())
+        return self.probs is not None and all(o == "digit" for o in (self.outcomes or ["digit"] * len(self.probs)))
 
 
 def read_canvas(predict_fn, rgba) -> Reading:
-    """Canvas RGBA -> Reading. `predict_fn` maps (n, 28, 28, 1) floats to probabilities."""
+    """Canvas RGBA -> Reading. `predict_fn` maps (n, 28, 28, 1) floats to raw probabilities;
+    its `calibration` attribute (from the model card) sets the temperature and thresholds."""
     if rgba is None:
         return Reading("blank", "Draw a digit (or several, side by side) on the canvas.")
     img = ink(rgba)
@@ -306,15 +620,18 @@ def read_canvas(predict_fn, rgba) -> Reading:
         return Reading("blank", "Draw a digit (or several, side by side) on the canvas.")
     if inked > 0.6:
         return Reading("full", "The canvas is mostly ink: clear it and draw a digit with a thinner stroke.")
-    images = [to_mnist(d) for d in segment(img)]
-    probs = np.asarray(predict_fn(np.stack(images)[..., None].astype(np.float32)))
-    return Reading("ok", images=images, probs=probs)
+    calibration = getattr(predict_fn, "calibration", None)
+    images, raw = split_pieces(segment(img), predict_fn, calibration)
+    outcomes, probs, other = decide(raw, calibration)
+    return Reading("ok", images=images, probs=probs, outcomes=outcomes, not_digit=other)
 
 
 def load(name: str = TASK):
-    """(predict_fn, card) of the active model: what the page needs."""
+    """(predict_fn, card) of the active model: what the page needs. predict_fn carries the
+    card's calibration (temperature, "not sure" and "not a digit" thresholds)."""
     model = core.load_model(core.model_path(name))
-    return core.fast_predict(model), core.active_card(name) or {}
+    card = core.active_card(name) or {}
+    return Predictor(model, card), card
 
 
 # ---------------------------------------------------------------- command line
