@@ -1,6 +1,7 @@
 """Mood: find faces with OpenCV, read their expression with a CNN trained on FER2013, suggest songs.
 
     python -m pipelines.mood train [--data-dir DIR] [--arch default|baseline] [--epochs N] [--promote always]
+                                   [--labels fer2013|ferplus|mixed] [--label-mix 0.5] [--init-from models/mood.keras]
     python -m pipelines.mood evaluate [--data-dir DIR]
     python -m pipelines.mood predict PHOTO.jpg
 
@@ -8,6 +9,9 @@ Data, from --data-dir or $DATA_DIR, in any of the forms people have:
 `fer2013.npz` (keys x_train, y_train, x_test, y_test[, test_split]), Kaggle's `fer2013.csv`
 (emotion, pixels, Usage), or Kaggle's folders `train/<class>/*.jpg`, `test/<class>/*.jpg`.
 Faces are 48x48 grayscale scaled to [0, 1]; the page's face crops get exactly the same treatment.
+With `fer2013plus_labels.npz` beside the data (Microsoft's FER+ crowd votes, aligned row by row),
+training can use the votes as soft targets (`--labels ferplus`, or `mixed` with the FER2013 label)
+and `evaluate` reports the FER+ majority labels too.
 Song suggestions live in pipelines/songs.py.
 """
 
