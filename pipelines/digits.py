@@ -50,7 +50,9 @@ class Settings:
     reject_class: bool = True  # an 11th output, "not a digit", trained on generated non-digits
     canvas_styles: bool = True  # add canvas-like digits: stroke widths, elastic distortion, European 7 and 1
     non_digit_share: float = 0.14  # generated non-digit canvases per training digit (reject_class)
-    freeze_features: bool = False  # fine-tune only the output layer (keeps what the features read on MNIST)
+    # Keep a saved 10-digit model (--init-from) exactly as it is and train only a "not a digit"
+    # output on its features: its MNIST answers cannot change.
+    freeze_features: bool = False
 
     @classmethod
     def baseline(cls) -> Settings:
@@ -297,10 +299,10 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
         print(f"including {len(ex)} canvas-style and non-digit images", flush=True)
         x_fit, y_fit = np.concatenate([x_fit, ex]), np.concatenate([y_fit, ey])
     core.write_data_view(run.dir, class_distribution(y_fit), x_fit, y_fit)
-    model = warm_start_digits(build_model(settings), settings.init_from)
     if settings.freeze_features:
-        for layer in model.layers[:-1]:
-            layer.trainable = False
+        model = with_reject_head(core.load_model(settings.init_from))
+    else:
+        model = warm_start_digits(build_model(settings), settings.init_from)
     steps = int(np.ceil(len(x_fit) / settings.batch_size))
     lr = keras.optimizers.schedules.CosineDecay(settings.learning_rate, settings.epochs * steps, alpha=0.02)
     model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -312,6 +314,23 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
         evaluate=lambda m: evaluate(m, x_test, y_test, held_out=(x_val, y_val)), score_key="accuracy",
         data_hash=data_hash(x_train, y_train), promote=promote,
     )
+
+
+def with_reject_head(base):
+    """A frozen 10-digit model plus a trained "not a digit" probability q on its features:
+    outputs (digit probabilities x (1 - q), q), 11 values that sum to 1, and the digits keep
+    exactly their order (so MNIST accuracy is the base model's)."""
+    import keras
+    from keras import layers
+
+    if base.output_shape[-1] != NOT_A_DIGIT:
+        raise ValueError("--freeze-features needs --init-from a 10-digit model")
+    base.trainable = False
+    features = base.layers[-1].input  # what the digit layer reads
+    q = layers.Dense(1, activation="sigmoid", name="not_a_digit",
+                     bias_initializer=keras.initializers.Constant(-3.0))(features)
+    digit_p = layers.Multiply()([base.output, layers.Rescaling(-1.0, offset=1.0)(q)])
+    return keras.Model(base.input, layers.Concatenate()([digit_p, q]), name=f"{base.name}_reject")
 
 
 def warm_start_digits(model, path: str):

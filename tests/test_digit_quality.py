@@ -177,3 +177,35 @@ def test_best_split_picks_the_highest_scoring_chain():
     scores = {s: -5.0 for s in spans}
     scores.update({(0, 10): -0.1, (10, 30): -0.2})
     assert digits._best_split(spans, scores, 0, 30) == [(0, 10), (10, 30)]
+
+
+def test_a_ten_digit_model_grows_a_not_a_digit_output(tmp_path):
+    from pipelines import core
+
+    ten = digits.build_model(digits.Settings(reject_class=False))
+    core.save_model(ten, tmp_path / "ten.keras")
+    eleven = digits.warm_start_digits(digits.build_model(digits.Settings()), str(tmp_path / "ten.keras"))
+    x = np.random.default_rng(0).random((3, 28, 28)).astype(np.float32)
+    p10, p11 = digits.predict(ten, x), digits.predict(eleven, x)
+    assert p11.shape == (3, 11) and (p11[:, 10] < 0.1).all()  # a new output starts unlikely
+    np.testing.assert_allclose(p11[:, :10] / p11[:, :10].sum(1, keepdims=True), p10, atol=1e-5)
+
+
+def test_reject_head_keeps_the_digit_model_and_trains_only_not_a_digit(tmp_path):
+    from conftest import synthetic_mnist
+
+    from pipelines import core, runs
+
+    x, y = synthetic_mnist(12)
+    base = digits.build_model(digits.Settings(reject_class=False))
+    core.save_model(base, tmp_path / "base.keras")
+    settings = digits.Settings(epochs=1, batch_size=32, freeze_features=True, canvas_styles=False,
+                               init_from=str(tmp_path / "base.keras"))
+    run = runs.Run.create("digits", settings)
+    with runs.running(run):
+        card = digits.train(settings, run, data=(x[:100], y[:100], x[100:], y[100:]))
+    model = core.load_model(run.dir / "model.keras")
+    p, b = digits.predict(model, x[:5]), digits.predict(base, x[:5])
+    assert p.shape == (5, 11) and np.allclose(p.sum(1), 1, atol=1e-5)
+    np.testing.assert_allclose(p[:, :10] / p[:, :10].sum(1, keepdims=True), b, atol=1e-5)
+    assert "calibration" in card["test"]
