@@ -291,13 +291,7 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
         fx, fy = load_feedback()
         print(f"including {len(fx)} feedback drawings (x20)", flush=True)
         x_fit, y_fit = np.concatenate([x_fit, *[fx] * 20]), np.concatenate([y_fit, *[fy] * 20])
-    if settings.canvas_styles or settings.reject_class:
-        n = len(x_fit)  # on full MNIST: 20,000 restroked, 2 x 3,000 European, ~8,000 non-digit pieces
-        ex, ey = canvas_extras(x_fit, y_fit, settings.seed, n_restroke=n * 37 // 100 if settings.canvas_styles else 0,
-                               n_european=n * 55 // 1000 if settings.canvas_styles else 0,
-                               n_other=int(n * settings.non_digit_share) if settings.reject_class else 0)
-        print(f"including {len(ex)} canvas-style and non-digit images", flush=True)
-        x_fit, y_fit = np.concatenate([x_fit, ex]), np.concatenate([y_fit, ey])
+    x_fit, y_fit = with_extras(settings, x_fit, y_fit)
     core.write_data_view(run.dir, class_distribution(y_fit), x_fit, y_fit)
     if settings.freeze_features:
         model = with_reject_head(core.load_model(settings.init_from))
@@ -314,6 +308,20 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
         evaluate=lambda m: evaluate(m, x_test, y_test, held_out=(x_val, y_val)), score_key="accuracy",
         data_hash=data_hash(x_train, y_train), promote=promote,
     )
+
+
+def with_extras(settings: Settings, x_fit, y_fit):
+    """The training digits plus the canvas-style and non-digit images the settings ask for
+    (on full MNIST: 20,000 restroked, 2 x 3,000 European 7s and 1s, non-digits at `non_digit_share`)."""
+    if not (settings.canvas_styles or settings.reject_class or settings.freeze_features):
+        return x_fit, y_fit
+    n = len(x_fit)
+    styles = settings.canvas_styles
+    ex, ey = canvas_extras(x_fit, y_fit, settings.seed, n_restroke=n * 37 // 100 if styles else 0,
+                           n_european=n * 55 // 1000 if styles else 0,
+                           n_other=int(n * settings.non_digit_share) if settings.reject_class or settings.freeze_features else 0)
+    print(f"including {len(ex)} canvas-style and non-digit images", flush=True)
+    return np.concatenate([x_fit, ex]), np.concatenate([y_fit, ey])
 
 
 def with_reject_head(base):
