@@ -209,3 +209,17 @@ def test_reject_head_keeps_the_digit_model_and_trains_only_not_a_digit(tmp_path)
     assert p.shape == (5, 11) and np.allclose(p.sum(1), 1, atol=1e-5)
     np.testing.assert_allclose(p[:, :10] / p[:, :10].sum(1, keepdims=True), b, atol=1e-5)
     assert "calibration" in card["test"]
+
+
+def test_composed_model_keeps_the_digits_and_takes_not_a_digit_from_the_other(tmp_path):
+    from pipelines import core
+
+    base = digits.build_model(digits.Settings(reject_class=False))
+    other = digits.build_model(digits.Settings(seed=1))
+    model = digits.with_reject_from(base, other)
+    core.save_model(model, tmp_path / "m.keras")
+    model = core.load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(0).random((4, 28, 28)).astype(np.float32)
+    p, b, o = digits.predict(model, x), digits.predict(base, x), digits.predict(other, x)
+    np.testing.assert_allclose(p[:, 10], o[:, 10], atol=1e-5)
+    np.testing.assert_allclose(p[:, :10] / p[:, :10].sum(1, keepdims=True), b, atol=1e-5)
