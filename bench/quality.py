@@ -93,7 +93,28 @@ def digits_report(model_path, card: dict | None, data_dir=None, n: int = 2000) -
     report["set_b_hershey"] = read_set(fn, *digit_sets.hershey_digits(n, SEED_B))
     report["set_c_non_digits"] = read_non_digits(fn, *digit_sets.non_digits(n, SEED_C))
     report["touching"] = read_touching(fn, *digit_sets.hershey_numbers(n // 4, SEED_TOUCH))
+    report["latency"] = read_latency(model_path, card)
     return report
+
+
+def read_latency(model_path, card: dict | None, n: int = 60) -> dict:
+    """Milliseconds per `read_canvas` (what the page runs on every stroke): one stroke-font digit,
+    and a number of touching digits (the splitting path, all candidate cuts in one batched call)."""
+    import time
+
+    fn = digits.Predictor(core.load_model(model_path), card)
+    out = {}
+    for name, canvases in (("single", digit_sets.hershey_digits(n, 9)[0]), ("touching", digit_sets.hershey_numbers(n, 9)[0])):
+        rgba = [_rgba(c) for c in canvases]
+        for c in rgba[:5]:
+            digits.read_canvas(fn, c)  # warm-up (tracing)
+        times = []
+        for c in rgba:
+            t0 = time.perf_counter()
+            digits.read_canvas(fn, c)
+            times.append((time.perf_counter() - t0) * 1000)
+        out[name] = {"median_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95))}
+    return out
 
 
 def digits_rows(shipped: dict, candidate: dict | None) -> list[dict]:
@@ -119,6 +140,10 @@ def digits_rows(shipped: dict, candidate: dict | None) -> list[dict]:
                                                     r["set_c_non_digits"]["by_kind"].items()), ""),
         ("touching numbers (2-4 digits from b) read exactly: split / no split",
          lambda r: f"{pct(r['touching']['split'])} / {pct(r['touching']['no_split'])}", ""),
+        ("read_canvas ms, one digit / touching number (median, p95)",
+         lambda r: "{:.1f}, {:.1f} / {:.1f}, {:.1f}".format(
+             r["latency"]["single"]["median_ms"], r["latency"]["single"]["p95_ms"],
+             r["latency"]["touching"]["median_ms"], r["latency"]["touching"]["p95_ms"]) if "latency" in r else "", ""),
     ]
     return [{"task": "digits", "what": what, "shipped": f(shipped), "candidate": f(candidate) if candidate else "",
              "target": target} for what, f, target in spec]
