@@ -2,6 +2,8 @@
 
     python -m pipelines.digits train [--data-dir DIR] [--arch default|baseline] [--epochs N] [--promote always]
     python -m pipelines.digits evaluate [--data-dir DIR] [--model PATH]
+    python -m pipelines.digits train --init-from models/digits.keras --freeze-features --no-canvas-styles
+    python -m pipelines.digits compose models/digits.keras runs/digits/<that run>/model.keras
 
 Data: `mnist.npz` (keras layout) from --data-dir or $DATA_DIR, else the keras download.
 Canvas drawings are turned into MNIST-like 28x28 images exactly as MNIST was made:
@@ -50,8 +52,8 @@ class Settings:
     reject_class: bool = True  # an 11th output, "not a digit", trained on generated non-digits
     canvas_styles: bool = True  # add canvas-like digits: stroke widths, elastic distortion, European 7 and 1
     non_digit_share: float = 0.14  # generated non-digit canvases per training digit (reject_class)
-    # Keep a saved 10-digit model (--init-from) exactly as it is and train only a "not a digit"
-    # output on its features: its MNIST answers cannot change.
+    # Train only the output layer on the saved model's (--init-from) features; with `compose` the
+    # saved model's own digit answers are then kept and only "not a digit" is taken from this one.
     freeze_features: bool = False
 
     @classmethod
@@ -293,10 +295,10 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
         x_fit, y_fit = np.concatenate([x_fit, *[fx] * 20]), np.concatenate([y_fit, *[fy] * 20])
     x_fit, y_fit = with_extras(settings, x_fit, y_fit)
     core.write_data_view(run.dir, class_distribution(y_fit), x_fit, y_fit)
+    model = warm_start_digits(build_model(settings), settings.init_from)
     if settings.freeze_features:
-        model = with_reject_head(core.load_model(settings.init_from))
-    else:
-        model = warm_start_digits(build_model(settings), settings.init_from)
+        for layer in model.layers[:-1]:
+            layer.trainable = False
     steps = int(np.ceil(len(x_fit) / settings.batch_size))
     lr = keras.optimizers.schedules.CosineDecay(settings.learning_rate, settings.epochs * steps, alpha=0.02)
     model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -322,23 +324,6 @@ def with_extras(settings: Settings, x_fit, y_fit):
                            n_other=int(n * settings.non_digit_share) if settings.reject_class or settings.freeze_features else 0)
     print(f"including {len(ex)} canvas-style and non-digit images", flush=True)
     return np.concatenate([x_fit, ex]), np.concatenate([y_fit, ey])
-
-
-def with_reject_head(base):
-    """A frozen 10-digit model plus a trained "not a digit" probability q on its features:
-    outputs (digit probabilities x (1 - q), q), 11 values that sum to 1, and the digits keep
-    exactly their order (so MNIST accuracy is the base model's)."""
-    import keras
-    from keras import layers
-
-    if base.output_shape[-1] != NOT_A_DIGIT:
-        raise ValueError("--freeze-features needs --init-from a 10-digit model")
-    base.trainable = False
-    features = base.layers[-1].input  # what the digit layer reads
-    q = layers.Dense(1, activation="sigmoid", name="not_a_digit",
-                     bias_initializer=keras.initializers.Constant(-3.0))(features)
-    digit_p = layers.Multiply()([base.output, layers.Rescaling(-1.0, offset=1.0)(q)])
-    return keras.Model(base.input, layers.Concatenate()([digit_p, q]), name=f"{base.name}_reject")
 
 
 def with_reject_from(base, other):
@@ -787,6 +772,10 @@ def main(argv=None):
     for p in (t, e):
         p.add_argument("--data-dir", help="folder with mnist.npz (default: $DATA_DIR)")
     e.add_argument("--model", default=None, help="a .keras file (default: the active model)")
+    c = sub.add_parser("compose", help="a run with one model's digits and another's 'not a digit' output")
+    c.add_argument("digits_model")
+    c.add_argument("reject_model")
+    c.add_argument("--data-dir", help="folder with mnist.npz (default: $DATA_DIR)")
     runs.add_train_flags(t)
     t.add_argument("--with-feedback", action="store_true", help="include the page's 'teach it' drawings")
     t.add_argument("--no-canvas-styles", action="store_true", help="no restroked, European-style digits")
@@ -794,6 +783,9 @@ def main(argv=None):
     t.add_argument("--non-digit-share", type=float, help="generated non-digits per training digit (default 0.14)")
     args = parser.parse_args(argv)
 
+    if args.cmd == "compose":
+        print(json.dumps({"run": str(compose(args.digits_model, args.reject_model, args.data_dir))}))
+        return
     if args.cmd == "evaluate":
         model = core.load_model(Path(args.model) if args.model else core.model_path(TASK))
         _, _, x_test, y_test = load_data(args.data_dir)
