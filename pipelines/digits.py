@@ -3,11 +3,17 @@
     python -m pipelines.digits train [--data-dir DIR] [--arch default|baseline] [--epochs N] [--promote always]
     python -m pipelines.digits evaluate [--data-dir DIR] [--model PATH]
     python -m pipelines.digits models | rollback [VERSION]
+    python -m pipelines.digits train --init-from models/digits.keras --freeze-features --no-canvas-styles
+    python -m pipelines.digits compose models/digits.keras runs/digits/<that run>/model.keras
 
 Data: `mnist.npz` (keras layout) from --data-dir or $DATA_DIR, else the keras download.
 Canvas drawings are turned into MNIST-like 28x28 images exactly as MNIST was made:
 crop to the ink, fit in 20x20 keeping the aspect ratio (anti-aliased), centre the
-centre of mass in 28x28. Several digits side by side are segmented and read as a number.
+centre of mass in 28x28. Several digits side by side are segmented and read as a number;
+digits that touch are cut apart at the columns where the model reads the parts best.
+Each position has an outcome, "digit", "unsure" or "not a digit" (an 11th output trained on
+generated non-digits), from probabilities calibrated by a temperature; the temperature and both
+thresholds are fitted on held-out data at training time and stored in the model card.
 """
 
 from __future__ import annotations
@@ -23,7 +29,13 @@ import numpy as np
 from pipelines import core
 
 TASK = "digits"
-CONFIDENT = 0.6  # below this top probability the page says "not sure"
+DIGITS = list("0123456789")
+CONFIDENT = 0.6  # below this top probability the page says "not sure" (when the card has no fitted threshold)
+NOT_A_DIGIT = 10  # the 11th output of models trained with `reject_class`
+OUTCOMES = ("digit", "unsure", "not a digit")
+# What a card without fitted values (e.g. a model trained before calibration existed) gets:
+# no temperature change, the old "not sure" threshold, and "not a digit" only from an 11th output.
+DEFAULT_CALIBRATION = {"temperature": 1.0, "unsure_below": CONFIDENT, "not_a_digit_above": 0.5}
 
 
 @dataclass
@@ -38,13 +50,20 @@ class Settings:
     with_feedback: bool = False
     seed: int = 0
     init_from: str = ""  # a .keras model to start from (fine-tuning) instead of random weights
+    reject_class: bool = True  # an 11th output, "not a digit", trained on generated non-digits
+    canvas_styles: bool = True  # add canvas-like digits: stroke widths, elastic distortion, European 7 and 1
+    non_digit_share: float = 0.14  # generated non-digit canvases per training digit (reject_class)
+    # Train only the output layer on the saved model's (--init-from) features; with `compose` the
+    # saved model's own digit answers are then kept and only "not a digit" is taken from this one.
+    freeze_features: bool = False
 
     def __post_init__(self):
         core.check_settings(self)  # page and command line get the same one-line message
 
     @classmethod
     def baseline(cls) -> Settings:
-        return cls(arch="baseline", epochs=10, learning_rate=1e-3, augment=False)
+        return cls(arch="baseline", epochs=10, learning_rate=1e-3, augment=False, reject_class=False,
+                   canvas_styles=False)
 
 
 # ---------------------------------------------------------------- data
@@ -119,6 +138,86 @@ def load_feedback():
     return np.stack(x), np.array(y, np.uint8)
 
 
+# ---------------------------------------------------------------- canvas-like training extras
+
+
+def to_uint8(images) -> np.ndarray:
+    return np.clip(np.asarray(images, np.float32) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def canvas_images(canvas: np.ndarray) -> list[np.ndarray]:
+    """A canvas (uint8 ink, or RGBA) through the page's preprocessing: its pieces as 28x28 floats."""
+    img = ink(canvas)
+    return [to_mnist(p) for p in segment(img)] if (img > 0.15).sum() >= 30 else []
+
+
+def non_digit_images(n: int, seed: int, kinds=None) -> np.ndarray:
+    """28x28 uint8 images of generated non-digits (letters, scribbles, dots, blocks, lines)."""
+    from pipelines import digit_sets
+
+    canvases, _ = digit_sets.non_digits(n, seed, kinds or digit_sets.NON_DIGIT_KINDS)
+    pieces = [im for c in canvases for im in canvas_images(c)]
+    return to_uint8(pieces) if pieces else np.zeros((0, 28, 28), np.uint8)
+
+
+def restroke(img: np.ndarray, rng) -> np.ndarray:
+    """One 28x28 uint8 digit redrawn as a canvas stroke would come out: thinner or thicker
+    (x4 resolution, eroded or dilated), elastically distorted, then back to 28x28."""
+    big = cv2.resize(img, (112, 112), interpolation=cv2.INTER_LINEAR)
+    k = int(rng.integers(-6, 10))
+    if k:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (abs(k) + 1, abs(k) + 1))
+        big = cv2.dilate(big, kernel) if k > 0 else cv2.erode(big, kernel)
+    dx, dy = (cv2.GaussianBlur(rng.uniform(-1, 1, (112, 112)).astype(np.float32), (0, 0), 12) * 160
+              for _ in range(2))
+    gx, gy = np.meshgrid(np.arange(112, dtype=np.float32), np.arange(112, dtype=np.float32))
+    big = cv2.remap(big, gx + dx, gy + dy, cv2.INTER_LINEAR)
+    return cv2.resize(big, (28, 28), interpolation=cv2.INTER_AREA)
+
+
+def european(img: np.ndarray, label: int, rng) -> np.ndarray:
+    """A 7 with a crossbar, or a 1 with a flag and a foot, drawn onto an MNIST digit."""
+    big = cv2.resize(img, (112, 112), interpolation=cv2.INTER_LINEAR)
+    ys, xs = np.nonzero(big > 128)
+    if len(ys) < 10:
+        return img
+    thick = int(rng.integers(5, 10))
+    top, bottom = ys.min(), ys.max()
+    if label == 7:
+        y = int(top + (bottom - top) * rng.uniform(0.45, 0.6))
+        row = xs[np.abs(ys - y) < 3]
+        if len(row):
+            c, half = int(row.mean()), int(rng.uniform(12, 22))
+            cv2.line(big, (c - half, y), (c + half, y), 255, thick, cv2.LINE_AA)
+    else:
+        xt, xb = int(xs[ys == top].mean()), int(xs[ys == bottom].mean())
+        flag = int(rng.uniform(12, 24))
+        cv2.line(big, (xt, top), (xt - flag, top + int(flag * rng.uniform(0.5, 1.0))), 255, thick, cv2.LINE_AA)
+        if rng.random() < 0.6:
+            foot = int(rng.uniform(10, 20))
+            cv2.line(big, (xb - foot, bottom), (xb + foot, bottom), 255, thick, cv2.LINE_AA)
+    return to_uint8(to_mnist(big.astype(np.float32) / 255.0))
+
+
+def canvas_extras(x, y, seed: int, n_restroke: int, n_european: int, n_other: int):
+    """Extra training images: MNIST digits restroked like canvas drawings, European 7s and 1s,
+    and generated non-digits (label NOT_A_DIGIT when n_other > 0)."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(x), n_restroke, replace=False)
+    xs = [np.array([restroke(x[i], rng) for i in pick], np.uint8).reshape(-1, 28, 28)]
+    ys = [y[pick]]
+    for label in (7, 1):
+        idx = rng.choice(np.nonzero(y == label)[0], n_european, replace=True) if n_european else []
+        xs.append(np.array([european(x[i], label, rng) for i in idx], np.uint8).reshape(-1, 28, 28))
+        ys.append(np.full(len(idx), label, y.dtype))
+    if n_other:
+        # Scribbles and letters are the hard non-digits: they get more of the share.
+        other = non_digit_images(n_other, seed + 1, ("letter", "scribble") * 2 + ("dots", "block", "line", "scribble"))
+        xs.append(other)
+        ys.append(np.full(len(other), NOT_A_DIGIT, y.dtype))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
 # ---------------------------------------------------------------- model
 
 
@@ -149,12 +248,12 @@ def build_model(settings: Settings):
         x = layers.Dropout(0.4)(x)
     else:
         raise ValueError(f"unknown arch {settings.arch!r}: use 'default' or 'baseline'")
-    outputs = layers.Dense(10, activation="softmax")(x)
+    outputs = layers.Dense(11 if settings.reject_class else 10, activation="softmax")(x)
     return keras.Model(inputs, outputs, name=f"digits_{settings.arch}")
 
 
 def augment_batch(x, seed: int = 0):
-    """Small shifts, rotations, zoom and stroke-thickness changes, on a batch in [0, 1]."""
+    """Small shifts, rotations, shear, zoom and stroke-thickness changes, on a batch in [0, 1]."""
     import keras
     import tensorflow as tf
 
@@ -162,6 +261,7 @@ def augment_batch(x, seed: int = 0):
     if _AUGMENT is None:
         _AUGMENT = keras.Sequential([
             keras.layers.RandomRotation(0.04, fill_mode="constant", seed=seed),  # +-14 degrees
+            keras.layers.RandomShear(0.15, 0.0, fill_mode="constant", seed=seed),  # slanted handwriting
             keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
             keras.layers.RandomZoom(0.12, fill_mode="constant", seed=seed),
         ])
@@ -196,7 +296,7 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
     import keras
 
     from pipelines.tracker import write_image_mistakes
-    from pipelines.training import fit_and_save, warm_start
+    from pipelines.training import fit_and_save
 
     x_train, y_train, x_test, y_test = data if data is not None else load_data(data_dir)
     keras.utils.set_random_seed(settings.seed)
@@ -208,8 +308,12 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
         fx, fy = load_feedback()
         print(f"including {len(fx)} feedback drawings (x20)", flush=True)
         x_fit, y_fit = np.concatenate([x_fit, *[fx] * 20]), np.concatenate([y_fit, *[fy] * 20])
+    x_fit, y_fit = with_extras(settings, x_fit, y_fit)
     core.write_data_view(run.dir, class_distribution(y_fit), x_fit, y_fit)
-    model = warm_start(build_model(settings), settings.init_from)
+    model = warm_start_digits(build_model(settings), settings.init_from)
+    if settings.freeze_features:
+        for layer in model.layers[:-1]:
+            layer.trainable = False
     steps = int(np.ceil(len(x_fit) / settings.batch_size))
     lr = keras.optimizers.schedules.CosineDecay(settings.learning_rate, settings.epochs * steps, alpha=0.02)
     model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -218,10 +322,15 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
         make_dataset(x_fit, y_fit, settings.batch_size, settings.augment, shuffle=True, seed=settings.seed),
         make_dataset(x_val, y_val, 512, augment=False, shuffle=False),
         settings=settings, epochs=settings.epochs, batch_size=settings.batch_size,
-        evaluate=lambda m: evaluate(m, x_test, y_test), score_key="accuracy",
+        evaluate=lambda m: evaluate(m, x_test, y_test, held_out=(x_val, y_val)), score_key="accuracy",
         data_hash=data_hash(x_train, y_train), promote=promote, benchmark=benchmark(x_test, y_test),
-        inspect=lambda m, folder: write_image_mistakes(folder, x_test, y_test, predict(m, x_test), list("0123456789")),
+        inspect=lambda m, folder: write_image_mistakes(folder, x_test, y_test, digit_probs(m, x_test), DIGITS),
     )
+
+
+def digit_probs(model, x) -> np.ndarray:
+    """Probabilities of the ten digits only (a model may have an 11th output, "not a digit")."""
+    return predict(model, x)[:, :10]
 
 
 def benchmark(x_test, y_test):
@@ -236,10 +345,124 @@ def benchmark(x_test, y_test):
     )
 
 
-def evaluate(model, x, y) -> dict:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix on (x, y)."""
-    probs = predict(model, x)
-    return core.classification_report(y, probs.argmax(1), 10)
+def with_extras(settings: Settings, x_fit, y_fit):
+    """The training digits plus the canvas-style and non-digit images the settings ask for
+    (on full MNIST: 20,000 restroked, 2 x 3,000 European 7s and 1s, non-digits at `non_digit_share`)."""
+    if not (settings.canvas_styles or settings.reject_class or settings.freeze_features):
+        return x_fit, y_fit
+    n = len(x_fit)
+    styles = settings.canvas_styles
+    ex, ey = canvas_extras(x_fit, y_fit, settings.seed, n_restroke=n * 37 // 100 if styles else 0,
+                           n_european=n * 55 // 1000 if styles else 0,
+                           n_other=int(n * settings.non_digit_share) if settings.reject_class or settings.freeze_features else 0)
+    print(f"including {len(ex)} canvas-style and non-digit images", flush=True)
+    return np.concatenate([x_fit, ex]), np.concatenate([y_fit, ey])
+
+
+def with_reject_from(base, other):
+    """A 10-digit model whose digits stay exactly as they are, with the "not a digit" probability
+    q of an 11-output model (e.g. one trained with --freeze-features on the same features):
+    outputs (base digit probabilities x (1 - q), q)."""
+    import keras
+    from keras import layers
+
+    if base.output_shape[-1] != NOT_A_DIGIT or other.output_shape[-1] != NOT_A_DIGIT + 1:
+        raise ValueError("needs a 10-digit model and an 11-output model")
+    base.trainable = other.trainable = False
+    base.name, other.name = "digits", "reject"  # nested models need distinct names
+    inputs = keras.Input((28, 28, 1))
+    pick = layers.Dense(1, use_bias=False, trainable=False, name="not_a_digit",
+                        kernel_initializer=keras.initializers.Constant(np.eye(NOT_A_DIGIT + 1)[:, -1:]))
+    q = pick(other(inputs))
+    digit_p = layers.Multiply()([base(inputs), layers.Rescaling(-1.0, offset=1.0)(q)])
+    return keras.Model(inputs, layers.Concatenate()([digit_p, q]), name="digits_with_reject")
+
+
+def compose(base_path: str, reject_path: str, data_dir=None, seed: int = 0) -> Path:
+    """A run folder holding `with_reject_from(base, reject)`, evaluated and calibrated like a trained run."""
+    from pipelines import runs
+
+    model = with_reject_from(core.load_model(base_path), core.load_model(reject_path))
+    x_train, y_train, x_test, y_test = load_data(data_dir)
+    n_val = int(len(x_train) * Settings().val_split)  # the same held-out digits as training uses
+    settings = {"composed_from": {"digits": str(base_path), "not_a_digit": str(reject_path)}, "seed": seed}
+    run = runs.Run.create(TASK, settings)
+    core.save_model(model, run.dir / "model.keras")
+    test = evaluate(model, x_test, y_test, held_out=(x_train[-n_val:], y_train[-n_val:]))
+    core.write_json(run.dir / "card.json", {
+        "task": TASK, "run": run.id, "date": core.now_iso(), "settings": settings,
+        "data_hash": data_hash(x_train, y_train), "test": test,
+        "score": {"name": "accuracy", "value": test["accuracy"], "higher_is_better": True}})
+    run.set_status("finished", score={"name": "accuracy", "value": test["accuracy"]})
+    return run.dir
+
+
+def warm_start_digits(model, path: str):
+    """Fine-tuning start: the saved model's weights; a saved 10-digit output layer grows an
+    11th "not a digit" output (new, with a low bias) when the new model has one."""
+    from pipelines.training import warm_start
+
+    if not path:
+        return model
+    saved = core.load_model(path)
+    if saved.output_shape[-1] == model.output_shape[-1]:
+        return warm_start(model, path)
+    weights = saved.get_weights()
+    kernel, bias = weights[-2], weights[-1]
+    weights[-2] = np.concatenate([kernel, np.zeros((kernel.shape[0], 1), kernel.dtype)], 1)
+    weights[-1] = np.concatenate([bias, np.array([-3.0], bias.dtype)])
+    model.set_weights(weights)
+    return model
+
+
+def evaluate(model, x, y, held_out=None) -> dict:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix on (x, y) (the best
+    of the ten digits; a model's "not a digit" output does not count here), and the outcome rates.
+    With `held_out` = (x, y) digits the model never trained on, the temperature and the
+    thresholds are fitted first and written into the report (the card) as "calibration"."""
+    raw = predict(model, x)
+    report = core.classification_report(y, raw[:, :NOT_A_DIGIT].argmax(1), 10)
+    calibration = fit_calibration(model, *held_out) if held_out is not None else DEFAULT_CALIBRATION
+    if held_out is not None:
+        report["calibration"] = calibration
+    report.update(outcome_rates(raw, y, calibration))
+    return report
+
+
+def outcome_rates(raw: np.ndarray, y: np.ndarray, calibration: dict) -> dict:
+    """Expected calibration error and the share of each outcome on labelled digits."""
+    outcomes, digit_p, _ = decide(raw, calibration)
+    p = calibrated(raw, calibration["temperature"])
+    o = np.array(outcomes)
+    right = digit_p.argmax(1) == y
+    return {"ece": expected_calibration_error(p, y), "ece_uncalibrated": expected_calibration_error(raw, y),
+            "not_a_digit_rate": float((o == "not a digit").mean()), "unsure_rate": float((o == "unsure").mean()),
+            "unsure_of_correct": float((o[right] == "unsure").mean()) if right.any() else 0.0}
+
+
+UNSURE_OF_CORRECT = 0.025  # "not sure" may flag at most this share of right answers on held-out drawings (3% asked; margin for noise)
+NOT_DIGIT_OF_DIGITS = 0.005  # "not a digit" may flag at most this share of held-out MNIST digits
+
+
+def fit_calibration(model, x_val, y_val, seed: int = 0) -> dict:
+    """Temperature (NLL on held-out MNIST digits), then the thresholds:
+    "not a digit" flags at most 0.5% of the held-out digits; "not sure" flags at most 3% of the
+    right answers on held-out stroke-font digits (generator seeds the benchmarks do not use)."""
+    from pipelines import digit_sets
+
+    raw = predict(model, x_val)
+    t = fit_temperature(raw, np.asarray(y_val, int))
+    not_digit = 0.5
+    if raw.shape[1] > NOT_A_DIGIT:
+        not_digit = float(max(0.5, np.quantile(calibrated(raw, t)[:, NOT_A_DIGIT], 1 - NOT_DIGIT_OF_DIGITS)))
+    canvases, labels = digit_sets.hershey_digits(1000, seed + 202)
+    images = [canvas_images(c) for c in canvases]
+    one = [i for i, im in enumerate(images) if len(im) == 1]
+    sp = calibrated(predict(model, np.stack([images[i][0] for i in one])), t)[:, :NOT_A_DIGIT]
+    right = sp.argmax(1) == labels[one]
+    unsure = float(np.clip(np.quantile(sp[right].max(1), UNSURE_OF_CORRECT), 0.3, 0.95)) if right.any() else CONFIDENT
+    return {"temperature": t, "unsure_below": unsure, "not_a_digit_above": not_digit,
+            "fitted_on": f"{len(x_val)} held-out MNIST digits and 1,000 stroke-font digits (seed {seed + 202})"}
 
 
 # ---------------------------------------------------------------- predict
@@ -252,7 +475,7 @@ def predict(model, images, batch_size: int = 1024) -> np.ndarray:
         x = x / 255.0
     x = x.reshape(-1, 28, 28, 1)
     return np.concatenate([model.predict_on_batch(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]) \
-        if len(x) else np.zeros((0, 10), np.float32)
+        if len(x) else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
 def ink(rgba: np.ndarray) -> np.ndarray:
@@ -271,6 +494,8 @@ def ink(rgba: np.ndarray) -> np.ndarray:
 def to_mnist(digit: np.ndarray) -> np.ndarray:
     """One digit's ink (cropped or not) to a 28x28 float image, made like MNIST."""
     ys, xs = np.nonzero(digit > 0.05)
+    if len(ys) == 0:
+        return np.zeros((28, 28), np.float32)
     crop = digit[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
     h, w = crop.shape
     scale = 20.0 / max(h, w)
@@ -305,26 +530,246 @@ def segment(ink_img: np.ndarray, threshold: float = 0.15) -> list[np.ndarray]:
     return [np.where(np.isin(labels, ids), ink_img, 0).astype(np.float32) for _, _, ids in groups]
 
 
+# ---------------------------------------------------------------- calibration and outcomes
+
+
+def calibrated(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling of softmax outputs: softmax(log p / T) equals softmax(logits / T)."""
+    logits = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)) / float(temperature)
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
+def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
+    """The temperature that minimises the negative log-likelihood of `y` (a 1-D search)."""
+    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 241))
+    y = np.asarray(y, int)
+    nll = [-np.log(np.clip(calibrated(probs, t)[np.arange(len(y)), y], 1e-12, 1)).mean() for t in grid]
+    return float(grid[int(np.argmin(nll))])
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE: the gap between confidence and accuracy, averaged over equal-width bins."""
+    conf, right = probs.max(1), probs.argmax(1) == np.asarray(y)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    gaps = [abs(conf[which == b].mean() - right[which == b].mean()) * (which == b).sum()
+            for b in range(bins) if (which == b).any()]
+    return float(np.sum(gaps) / max(len(y), 1))
+
+
+def calibration_of(card: dict | None) -> dict:
+    """The card's fitted temperature and thresholds, the safe defaults for what it lacks."""
+    fitted = (card or {}).get("calibration") or (card or {}).get("test", {}).get("calibration") or {}
+    return {k: float(fitted.get(k, v)) for k, v in DEFAULT_CALIBRATION.items()}
+
+
+def decide(raw: np.ndarray, calibration: dict | None = None):
+    """Raw model outputs (n, 10 or 11) -> (outcomes, calibrated digit probabilities (n, 10),
+    calibrated "not a digit" probability (n,)). Not a digit wins over unsure."""
+    cal = {**DEFAULT_CALIBRATION, **(calibration or {})}
+    p = calibrated(raw, cal["temperature"])
+    other = p[:, NOT_A_DIGIT] if p.shape[1] > NOT_A_DIGIT else np.zeros(len(p), np.float32)
+    digit_p = p[:, :NOT_A_DIGIT]
+    outcomes = ["not a digit" if o >= cal["not_a_digit_above"] else "unsure" if d.max() < cal["unsure_below"]
+                else "digit" for o, d in zip(other, digit_p)]
+    return outcomes, digit_p, other
+
+
+class Predictor:
+    """The page's model call: raw probabilities for (n, 28, 28, 1) floats, with the card's calibration."""
+
+    def __init__(self, model, card: dict | None = None):
+        self.model, self.fast = model, core.fast_predict(model)
+        self.calibration = calibration_of(card)
+
+    def __call__(self, x):
+        return self.fast(np.asarray(x, np.float32))
+
+
+# ---------------------------------------------------------------- touching digits
+
+
+WIDE = 1.0  # a piece wider than tall probably holds several digits
+MAX_CUTS = 10  # candidate cut columns per wide piece (all their segments are scored in one batch)
+# How a span is scored as one digit (see _span_score); tuned on touching stroke-font numbers
+# (generator seed 5, not the benchmark's).
+# A piece read as "not a digit" has no usual width: its width counts `wide_other` as much.
+SPLIT_PRIOR = {"too_wide": 8.0, "too_narrow": 3.0, "too_short": 3.0, "per_digit": 0.0, "wide_other": 0.1}
+
+
+def cut_candidates(piece: np.ndarray, threshold: float = 0.15) -> tuple[int, int, list[int]]:
+    """(x0, x1, columns) where a wide piece could be cut: the thin joins (local minima of its column
+    ink profile) and the even splits into as many digits as its width suggests (digits pressed
+    together, like "00", touch where the profile is high)."""
+    mask = piece > threshold
+    ys, xs = np.nonzero(mask)
+    x0, x1, h = xs.min(), xs.max() + 1, ys.max() + 1 - ys.min()
+    w = x1 - x0
+    if w <= WIDE * h:
+        return x0, x1, []
+    profile = np.convolve(mask[:, x0:x1].sum(0).astype(float), np.ones(5) / 5, "same")
+    margin, gap = int(0.12 * h), max(2, int(0.1 * h))
+    padded = np.pad(profile, gap, constant_values=np.inf)
+    window = np.lib.stride_tricks.sliding_window_view(padded, 2 * gap + 1).min(1)
+    minima = np.nonzero(profile <= window)[0]
+    minima = minima[(minima >= margin) & (minima < w - margin)]
+    n = max(2, round(w / (0.6 * h)))
+    even = [w * j // k for k in dict.fromkeys([n, max(2, n - 1), n + 1]) for j in range(1, k)]
+    cuts: list[int] = []
+    for c in [*even[: MAX_CUTS // 2], *minima[np.argsort(profile[minima], kind="stable")]]:
+        if all(abs(c - k) >= gap for k in cuts):
+            cuts.append(int(c))
+        if len(cuts) == MAX_CUTS:
+            break
+    return x0, x1, sorted(c + x0 for c in cuts)
+
+
+def _spans(x0: int, x1: int, cuts: list[int], max_width: float = np.inf) -> list[tuple[int, int]]:
+    """Every stretch between two boundaries that could hold one digit, and the whole piece."""
+    bounds = [x0, *cuts, x1]
+    return [(a, b) for i, a in enumerate(bounds) for b in bounds[i + 1:] if b - a <= max_width or (a, b) == (x0, x1)]
+
+
+def _crop(piece: np.ndarray) -> np.ndarray:
+    """The piece's ink box, with room at the sides for deskewing."""
+    ys, xs = np.nonzero(piece > 0.05)
+    box = piece[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    side = box.shape[0] // 2 + 2
+    return np.pad(box, ((2, 2), (side, side)))
+
+
+def _best_split(spans, scores: dict, x0: int, x1: int) -> list[tuple[int, int]]:
+    """The left-to-right chain of spans from x0 to x1 with the highest total score (dynamic programming)."""
+    best = {x0: (0.0, [])}
+    for a, b in sorted(spans, key=lambda s: (s[1], s[0])):
+        if a in best and (b not in best or best[a][0] + scores[(a, b)] > best[b][0]):
+            best[b] = (best[a][0] + scores[(a, b)], best[a][1] + [(a, b)])
+    return best[x1][1]
+
+
+def _span_score(p: np.ndarray, box: tuple[int, int], height: int, prior: dict | None = None) -> float:
+    """How much a span looks like one digit (or one non-digit): log of its best reading's probability, minus penalties
+    for a shape digits do not have: wider than tall, narrow but not a 1, much shorter than its
+    neighbours (a fragment); and a small cost per digit so that a doubtful cut is not made."""
+    k = {**SPLIT_PRIOR, **(prior or {})}
+    width, tall = box[0] / height, box[1] / height
+    reading = int(p.argmax())
+    narrow = 0.0 if reading in (1, NOT_A_DIGIT) else max(0.0, 0.35 - width)
+    wide = max(0.0, width - WIDE) * (k["wide_other"] if reading == NOT_A_DIGIT else 1.0)
+    return float(np.log(max(float(p.max()), 1e-6)) - k["too_wide"] * wide
+                 - k["too_narrow"] * narrow - k["too_short"] * max(0.0, 0.7 - tall) - k["per_digit"])
+
+
+def split_pieces(pieces: list[np.ndarray], predict_fn, calibration: dict | None = None):
+    """Pieces -> (digit images, raw outputs), wide pieces cut where the model reads the parts best.
+
+    Every candidate span of every wide piece is scored in one batched model call."""
+    pieces = list(pieces)  # wide ones are replaced by their deskewed version below
+    jobs = []  # (piece index, x0, x1, spans)
+    boxes: dict = {}  # (piece index, span) -> (ink width, ink height)
+    images = [to_mnist(p) for p in pieces]
+    for i, p in enumerate(pieces):
+        x0, x1, cuts = cut_candidates(p)
+        if cuts:
+            # Work on the piece alone (small arrays: a few ms for all spans), upright: slanted
+            # digits overlap in columns, upright ones much less.
+            p = pieces[i] = deskew(_crop(p))
+            x0, x1, cuts = cut_candidates(p)
+        if cuts:
+            spans = _spans(x0, x1, cuts, max_width=1.3 * p.shape[0])
+            jobs.append((i, x0, x1, spans))
+            parts = [_columns(p, a, b) for a, b in spans]
+            boxes.update({(i, s): _ink_box(q) for s, q in zip(spans, parts)})
+            images += [to_mnist(q) for q in parts]
+    raw = np.asarray(predict_fn(np.stack(images)[..., None].astype(np.float32)))
+    if not jobs:
+        return images, raw
+    # Parts are scored as digits; the whole piece also as "not a digit", so that a scribble is not
+    # cut into parts that happen to look like digits.
+    cal = {**DEFAULT_CALIBRATION, **(calibration or {})}
+    p_all = calibrated(raw, cal["temperature"])
+    digit_only = p_all[:, :NOT_A_DIGIT]
+    out_images, out_raw, k = [], [], len(pieces)
+    by_piece = {i: (x0, x1, spans) for i, x0, x1, spans in jobs}
+    for i, p in enumerate(pieces):
+        if i not in by_piece:
+            out_images.append(images[i])
+            out_raw.append(raw[i])
+            continue
+        x0, x1, spans = by_piece[i]
+        ys = np.nonzero((p > 0.15).any(1))[0]
+        height = ys.max() + 1 - ys.min()
+        idx = {s: k + j for j, s in enumerate(spans)}
+        k += len(spans)
+        scores = {s: _span_score(p_all[idx[s]] if s == (x0, x1) else digit_only[idx[s]], boxes[(i, s)], height)
+                  for s in spans}
+        for s in _best_split(spans, scores, x0, x1):
+            out_images.append(images[idx[s]])
+            out_raw.append(raw[idx[s]])
+    return out_images, np.stack(out_raw)
+
+
+def deskew(piece: np.ndarray, threshold: float = 0.15) -> np.ndarray:
+    """The piece sheared upright (slant from its second moments, as in MNIST deskewing)."""
+    m = cv2.moments((piece > threshold).astype(np.uint8), binaryImage=True)
+    if m["mu02"] < 1e-3:
+        return piece
+    slant = m["mu11"] / m["mu02"]
+    cy = m["m01"] / m["m00"]
+    shear = np.float32([[1, -slant, slant * cy], [0, 1, 0]])
+    return cv2.warpAffine(piece, shear, (piece.shape[1], piece.shape[0]), flags=cv2.INTER_LINEAR)
+
+
+def _columns(piece: np.ndarray, a: int, b: int, threshold: float = 0.15) -> np.ndarray:
+    """The piece's ink between columns a and b, without the slivers of a neighbour that the cut
+    leaves behind (parts under a fifth of the largest part)."""
+    out = piece[:, a:b]  # a narrow array: to_mnist only needs the ink
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((out > threshold).astype(np.uint8), connectivity=8)
+    if n > 2:
+        keep = np.nonzero(stats[1:, 4] >= 0.2 * stats[1:, 4].max())[0] + 1
+        out = np.where(np.isin(labels, keep), out, 0).astype(out.dtype)
+    return out
+
+
+def _ink_box(part: np.ndarray, threshold: float = 0.15) -> tuple[int, int]:
+    ys, xs = np.nonzero(part > threshold)
+    return (int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1) if len(xs) else (0, 0)
+
+
+# ---------------------------------------------------------------- what the page calls
+
+
 @dataclass
 class Reading:
-    """What the page shows: a status, the digits' 28x28 images and probabilities."""
+    """What the page shows: a status, the digits' 28x28 images, calibrated probabilities and outcomes.
+
+    `probs[i]` are the calibrated probabilities of the digits 0-9 at position i (they sum to
+    1 - `not_digit[i]`); `outcomes[i]` is "digit", "unsure" or "not a digit"."""
 
     status: str  # "ok" | "blank" | "full"
     message: str = ""
     images: list = field(default_factory=list)
     probs: np.ndarray | None = None
+    outcomes: list = field(default_factory=list)
+    not_digit: np.ndarray | None = None
 
     @property
     def number(self) -> str:
-        return "".join(str(int(p.argmax())) for p in self.probs) if self.probs is not None else ""
+        """The digits read, left to right, with "?" where the model is unsure or sees no digit."""
+        if self.probs is None:
+            return ""
+        outcomes = self.outcomes or ["digit"] * len(self.probs)
+        return "".join(str(int(p.argmax())) if o == "digit" else "?" for p, o in zip(self.probs, outcomes))
 
     @property
     def confident(self) -> bool:
-        return self.probs is not None and bool((self.probs.max(1) >= CONFIDENT).all())
+        return self.probs is not None and all(o == "digit" for o in (self.outcomes or ["digit"] * len(self.probs)))
 
 
 def read_canvas(predict_fn, rgba) -> Reading:
-    """Canvas RGBA -> Reading. `predict_fn` maps (n, 28, 28, 1) floats to probabilities."""
+    """Canvas RGBA -> Reading. `predict_fn` maps (n, 28, 28, 1) floats to raw probabilities;
+    its `calibration` attribute (from the model card) sets the temperature and thresholds."""
     if rgba is None:
         return Reading("blank", "Draw a digit (or several, side by side) on the canvas.")
     img = ink(rgba)
@@ -333,15 +778,18 @@ def read_canvas(predict_fn, rgba) -> Reading:
         return Reading("blank", "Draw a digit (or several, side by side) on the canvas.")
     if inked > 0.6:
         return Reading("full", "The canvas is mostly ink: clear it and draw a digit with a thinner stroke.")
-    images = [to_mnist(d) for d in segment(img)]
-    probs = np.asarray(predict_fn(np.stack(images)[..., None].astype(np.float32)))
-    return Reading("ok", images=images, probs=probs)
+    calibration = getattr(predict_fn, "calibration", None)
+    images, raw = split_pieces(segment(img), predict_fn, calibration)
+    outcomes, probs, other = decide(raw, calibration)
+    return Reading("ok", images=images, probs=probs, outcomes=outcomes, not_digit=other)
 
 
 def load(name: str = TASK):
-    """(predict_fn, card) of the active model: what the page needs."""
+    """(predict_fn, card) of the active model: what the page needs. predict_fn carries the
+    card's calibration (temperature, "not sure" and "not a digit" thresholds)."""
     model = core.load_model(core.model_path(name))
-    return core.fast_predict(model), core.active_card(name) or {}
+    card = core.active_card(name) or {}
+    return Predictor(model, card), card
 
 
 # ---------------------------------------------------------------- command line
@@ -357,20 +805,34 @@ def main(argv=None):
     for p in (t, e):
         p.add_argument("--data-dir", help="folder with mnist.npz (default: $DATA_DIR)")
     e.add_argument("--model", default=None, help="a .keras file (default: the active model)")
+    c = sub.add_parser("compose", help="a run with one model's digits and another's 'not a digit' output")
+    c.add_argument("digits_model")
+    c.add_argument("reject_model")
+    c.add_argument("--data-dir", help="folder with mnist.npz (default: $DATA_DIR)")
     runs.add_train_flags(t)
     t.add_argument("--with-feedback", action="store_true", help="include the page's 'teach it' drawings")
+    t.add_argument("--no-canvas-styles", action="store_true", help="no restroked, European-style digits")
+    t.add_argument("--freeze-features", action="store_true", help="train only the output layer")
+    t.add_argument("--non-digit-share", type=float, help="generated non-digits per training digit (default 0.14)")
     runs.add_registry_commands(sub)
     args = parser.parse_args(argv)
 
     if args.cmd in ("models", "rollback"):
         runs.registry_command(TASK, args)
         return
+    if args.cmd == "compose":
+        print(json.dumps({"run": str(compose(args.digits_model, args.reject_model, args.data_dir))}))
+        return
     if args.cmd == "evaluate":
         model = core.load_model(Path(args.model) if args.model else core.model_path(TASK))
         _, _, x_test, y_test = load_data(args.data_dir)
         print(json.dumps(evaluate(model, x_test, y_test), indent=1))
         return
-    settings = replace(runs.settings_from_args(Settings, args), with_feedback=args.with_feedback)
+    settings = replace(runs.settings_from_args(Settings, args), with_feedback=args.with_feedback,
+                       freeze_features=args.freeze_features)
+    settings.canvas_styles = settings.canvas_styles and not args.no_canvas_styles
+    if args.non_digit_share is not None:
+        settings.non_digit_share = args.non_digit_share
     run, card = runs.train_from_args(TASK, settings, args, train, data_dir=args.data_dir)
     if card:
         print(json.dumps({"run": run.id, "test_accuracy": card["test"]["accuracy"]}))

