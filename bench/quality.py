@@ -241,8 +241,8 @@ def peer_rows(h5_path, model_path, data: mood.Data) -> list[dict]:
 # ---------------------------------------------------------------- command line
 
 
-def markdown(rows: list[dict]) -> str:
-    lines = ["| task | what | shipped | candidate | target |", "| --- | --- | --- | --- | --- |"]
+def markdown(rows: list[dict], names=("shipped", "candidate")) -> str:
+    lines = [f"| task | what | {names[0]} | {names[1]} | target |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['task']} | {r['what']} | {r['shipped']} | {r['candidate']} | {r['target']} |" for r in rows]
     return "\n".join(lines)
 
@@ -250,6 +250,26 @@ def markdown(rows: list[dict]) -> str:
 def _card_beside(model_path: str) -> dict | None:
     path = Path(model_path).with_name("card.json")
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def previous_version(task: str) -> str | None:
+    """The model file of the version before the active one (what the active model replaced)."""
+    versions = [v for v in core.list_versions(task) if not v["active"]]
+    return str(versions[-1]["dir"] / core.MODEL_FILE) if versions else None
+
+
+def run(data_dir=None) -> dict:
+    """bench/run.py's step: the active models against the versions they replaced."""
+    rows = []
+    before = {t: previous_version(t) for t in ("digits", "mood")}
+    shipped = digits_report(core.model_path("digits"), core.active_card("digits"), data_dir)
+    old = digits_report(before["digits"], _card_beside(before["digits"]), data_dir) if before["digits"] else None
+    rows += digits_rows(shipped, old)
+    data = mood.load_data(data_dir)
+    rows += mood_rows(mood_report(core.model_path("mood"), data=data),
+                      mood_report(before["mood"], data=data) if before["mood"] else None)
+    return {"rows": rows, "active": {t: core.active_version(t) for t in before},
+            "before": {t: Path(p).parent.name if p else None for t, p in before.items()}}
 
 
 def main(argv=None):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import quality
 from pipelines import core
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -225,6 +226,11 @@ def markdown(results: dict) -> str:
         row("app: `streamlit run` to first page rendered in Chromium", f"{a['streamlit_run_to_first_render_s']:.1f} s")
     if lo := results.get("load"):
         load_rows(lo, row)
+    if q := results.get("quality"):
+        lines += ["", "Beyond the test sets (`bench/quality.py`): the active models against the versions they replaced.", ""]
+        names = (f"active ({q['active']['digits']} / {q['active']['mood']})",
+                 f"before ({q['before']['digits']} / {q['before']['mood']})")
+        lines += quality.markdown(q["rows"], names).splitlines()
     return "\n".join(lines) + "\n"
 
 
@@ -277,7 +283,7 @@ def quote_in_readme(table: str) -> None:
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", help="folder with mnist.npz, fer2013.npz, text/ (default: $DATA_DIR)")
-    parser.add_argument("--only", default="digits,text,mood,app")
+    parser.add_argument("--only", default="digits,text,mood,app,quality")
     args = parser.parse_args(argv)
     if core.data_dir(args.data_dir) is None:
         raise SystemExit("error: set DATA_DIR (or --data-dir) to the folder with mnist.npz, fer2013.npz and text/")
@@ -286,7 +292,8 @@ def main(argv=None):
     results = core.read_json(path, {}) or {}
     results["machine"] = machine()
     steps = {"digits": lambda: bench_digits(args.data_dir), "text": lambda: bench_text(args.data_dir),
-             "mood": lambda: bench_mood(args.data_dir), "app": bench_app}
+             "mood": lambda: bench_mood(args.data_dir), "app": bench_app,
+             "quality": lambda: quality.run(args.data_dir)}
     for name in args.only.split(","):
         print(f"== {name}", flush=True)
         results[name] = steps[name]()
