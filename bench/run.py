@@ -256,7 +256,11 @@ def load_rows(lo: dict, row) -> None:
                             for k, v in a.items() if v.get("n"))
         row(label, f"{timings}; {r['errors']} errors; server RSS peak {r['server_rss_peak_mb']:.0f} MB, "
                    f"{r['server_cpu_ms_per_message']:.0f} ms CPU per interaction, server {r['server_cpu_share_of_machine']:.0%} "
-                   f"/ browsers {r['browsers_cpu_share_of_machine']:.0%} of the machine")
+                   f"/ browsers {r['browsers_cpu_share_of_machine']:.0%} of the machine; at this pace one server core "
+                   f"would serve {r['visitors_per_server_core']:.0f} such visitors")
+    if lo.get("chromium"):
+        row("load: how it was run", f"{lo['chromium']}; in-page times from the visitor's event to the first frame "
+            "showing the result (200 ms of each stroke is the canvas library's send debounce)")
     if m := lo.get("sessions_memory"):
         row(f"load: {m['sessions']} sessions opened and closed, server RSS",
             f"{m['rss_before_mb']:.0f} MB -> {m['rss_after_mb']:.0f} MB ({m['growth']:+.1%}), {m['failures']} failures")
