@@ -244,5 +244,5 @@ def test_click_train_and_watch_the_chart_move(app_url, open_tab):
     progress = page.get_by_test_id("stProgress")
     expect(page.get_by_text("finished", exact=False).first).to_be_visible(timeout=180_000)
     expect(progress).to_have_text("100%", timeout=10_000)  # the bar followed the run to its end
-    expect(page.get_by_text("test accuracy")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("test accuracy", exact=True).first).to_be_visible(timeout=30_000)
     tab.context.close()
