@@ -96,5 +96,5 @@ def positions(outcomes: list, which: str) -> str:
 
 board()
 if card.get("test"):
-    st.caption(f"Model: {card.get('settings', {}).get('arch', '?')} CNN, "
+    st.caption(f"Model: CNN {card.get('version', '')}, "
                f"test accuracy {card['test']['accuracy']:.2%} on the 10,000 MNIST test images.")

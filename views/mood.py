@@ -86,5 +86,5 @@ if len(reading.faces) > 1:
 songs_for(reading.faces[who].mood)
 
 if card.get("test"):
-    st.caption(f"Model: {card['settings'].get('arch', '?')} CNN, test accuracy "
+    st.caption(f"Model: CNN {card.get('version', '')}, test accuracy "
                f"{card['test']['accuracy']:.1%} on the 7,178 FER2013 test faces.")
