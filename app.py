@@ -9,6 +9,8 @@ Streamlit loads this file twice, in two roles:
 import streamlit as st
 
 if __name__ == "__main__":
+    from views.common import leave_other_pages
+
     st.set_page_config(page_title="Neural playground", page_icon="🧠", layout="wide")
     PAGES = [
         st.Page("views/home.py", title="Home", icon="🏠", default=True),
@@ -17,7 +19,9 @@ if __name__ == "__main__":
         st.Page("views/mood.py", title="Mood", icon="🙂", url_path="mood"),
         st.Page("views/training.py", title="Training", icon="🏋️", url_path="training"),
     ]
-    st.navigation(PAGES).run()
+    page = st.navigation(PAGES)
+    leave_other_pages(page)
+    page.run()
 else:
     from starlette.middleware import Middleware
 

@@ -19,6 +19,7 @@ thresholds are fitted on held-out data at training time and stored in the model 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -765,6 +766,27 @@ class Reading:
     @property
     def confident(self) -> bool:
         return self.probs is not None and all(o == "digit" for o in (self.outcomes or ["digit"] * len(self.probs)))
+
+
+def png_from_data_url(url: str) -> bytes | None:
+    """'data:image/png;base64,...' (what the drawing component reports) -> the PNG's bytes, or None."""
+    head, _, encoded = url.partition(";base64,")
+    if not head.startswith("data:image/png") or not encoded:
+        return None
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except ValueError:
+        return None
+
+
+def rgba_from_png(png: bytes | None) -> np.ndarray | None:
+    """The canvas's PNG (as the drawing component sends it) -> RGBA array, or None."""
+    if not png:
+        return None
+    rgba = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    if rgba is None or rgba.ndim != 3 or rgba.shape[2] != 4:
+        return None
+    return cv2.cvtColor(rgba, cv2.COLOR_BGRA2RGBA)
 
 
 def read_canvas(predict_fn, rgba) -> Reading:

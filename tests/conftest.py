@@ -5,6 +5,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -136,3 +137,11 @@ def wait_for(predicate, timeout=180):
             return value
         time.sleep(0.2)
     raise AssertionError("timed out waiting")
+
+
+def canvas_result(image):
+    """What st_canvas returns for an RGBA drawing (None: nothing reported yet), for pages run in AppTest."""
+    import cv2
+
+    png = None if image is None else cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA))[1].tobytes()
+    return SimpleNamespace(image_bytes=png, json_data={"objects": []})

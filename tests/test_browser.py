@@ -123,6 +123,58 @@ def test_the_canvas_fits_its_column_and_a_stroke_at_its_right_edge_counts(app_ur
     tab.context.close()
 
 
+def go_to(tab, title: str) -> None:
+    """A click on a page in the app's navigation, as a person changes pages (no reload)."""
+    tab.page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+
+
+def test_leaving_a_page_mid_work_breaks_nothing_and_keeps_the_work(app_url, open_tab):
+    """Type and click another page at once (the last keys reach the server after the click), draw and
+    leave: the next page draws whole, and coming back shows the text and the drawing with its reading."""
+    tab = open_tab(DESKTOP)
+    page = tab.page
+    tab.url = app_url
+    for i in range(3):  # the race is a matter of milliseconds: walk it several times
+        box = text_box(tab) if i == 0 else tab.page.locator("textarea[aria-label='Your text']")
+        if i:
+            go_to(tab, "Text")
+            box.wait_for(timeout=60_000)
+            expect(box).to_have_value(f"the free spi {'x' * (i - 1)}".rstrip(), timeout=30_000)
+            box.click()
+            page.keyboard.press("End")
+        page.keyboard.type(" " + "x" * i if i else "the free spi", delay=60)
+        go_to(tab, "Mood")  # at once, no pause after the last key
+        expect(page.get_by_text("Take a snapshot or upload a photo with a face")).to_be_visible(timeout=60_000)
+        wait_for_app(page)
+    go_to(tab, "Text")
+    expect(tab.page.locator("textarea[aria-label='Your text']")).to_have_value("the free spi x xx", timeout=60_000)
+
+    go_to(tab, "Digits")
+    canvas = page.locator("canvas.upper-canvas")
+    canvas.wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)  # the canvas is sized once its column is measured
+    box = canvas.bounding_box()
+    x = box["x"] + box["width"] * 0.3
+    stroke(tab, [(x, box["y"] + 0.15 * box["height"] + i * 0.07 * box["height"]) for i in range(11)])
+    expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)
+    go_to(tab, "Home")
+    expect(page.get_by_text("Small neural networks")).to_be_visible(timeout=60_000)
+    wait_for_app(page)
+    go_to(tab, "Digits")
+    expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)  # the drawing is back
+    inked = """(upper) => [...upper.parentElement.querySelectorAll('canvas')].some((c) => {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return true; return false; })"""
+    for _ in range(100):  # the strokes are drawn again, not only read (the canvas repaints them)
+        if page.locator("canvas.upper-canvas").evaluate(inked):
+            break
+        page.wait_for_timeout(100)
+    tab.shot("digits-kept-after-leaving")
+    assert page.locator("canvas.upper-canvas").evaluate(inked)
+    assert tab.problems == []
+    tab.context.close()
+
+
 # ---------------------------------------------------------------- text
 
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import keras
 import pytest
-from conftest import ROOT, canvas_with
+from conftest import ROOT, canvas_result, canvas_with
 from streamlit.testing.v1 import AppTest
 
 from views import common
@@ -37,7 +37,7 @@ def counted(monkeypatch):
 
 
 def test_digits_reruns_pay_for_no_full_collection_and_keep_the_kernels(monkeypatch, real_models, counted):
-    drawing = SimpleNamespace(image_data=canvas_with("42"))
+    drawing = canvas_result(canvas_with("42"))
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", SimpleNamespace(st_canvas=lambda **kw: drawing))
     at = AppTest.from_file(str(ROOT / "views/digits.py"), default_timeout=60).run()  # loads the model
     assert not at.exception and at.metric[0].value == "42"

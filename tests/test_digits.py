@@ -177,3 +177,17 @@ def test_init_from_starts_with_the_saved_weights(tmp_path):
     second = warm_start(digits.build_model(digits.Settings(seed=1)), str(tmp_path / "m.keras"))
     x = np.random.default_rng(0).random((2, 28, 28)).astype(np.float32)
     np.testing.assert_allclose(digits.predict(first, x), digits.predict(second, x), atol=1e-6)
+
+
+def test_the_canvas_png_round_trip_and_bad_data_urls():
+    import base64
+
+    import cv2
+
+    rgba = canvas_with("7")
+    png = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))[1].tobytes()
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    assert np.array_equal(digits.rgba_from_png(digits.png_from_data_url(url)), rgba)
+    for bad in ("", "data:image/png;base64,", "data:text/plain;base64,aGk=", "data:image/png;base64,@@@"):
+        assert digits.png_from_data_url(bad) is None
+    assert digits.rgba_from_png(None) is None and digits.rgba_from_png(b"not a png") is None

@@ -4,7 +4,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-from conftest import ROOT, canvas_with
+from conftest import ROOT, canvas_result, canvas_with
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(ROOT / "views/digits.py")
@@ -13,7 +13,7 @@ PAGE = str(ROOT / "views/digits.py")
 def run_page(monkeypatch, image=None):
     # The canvas is a browser component AppTest cannot draw on: stand in a fake that
     # returns the given image (the browser test uses the real one).
-    fake = SimpleNamespace(st_canvas=lambda **kw: SimpleNamespace(image_data=image))
+    fake = SimpleNamespace(st_canvas=lambda **kw: canvas_result(image))
     monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", fake)
     at = AppTest.from_file(PAGE, default_timeout=60)
     return at.run()

@@ -47,3 +47,33 @@ def require_model(name: str, loader):
 def upload_limit_mb() -> int:
     """The one upload limit, from .streamlit/config.toml (server.maxUploadSize)."""
     return int(st.get_option("server.maxUploadSize"))
+
+
+
+
+
+PAGE_KEY = "_page"  # the url path of the page of the session's latest full run
+
+
+def leave_other_pages(page) -> None:
+    """Called by the router at the start of each full run. When the person has just changed pages,
+    forget the fragments of the page they left.
+
+    A fragment rerun asked for just as the person clicks another page (the last keys reported on
+    blur, a stroke reported after the canvas's 200 ms wait, a polling tick) reaches the server
+    after the new page's run has started. Streamlit (1.67) forgets the old page's fragments only
+    when that run ends, so it runs the old fragment, which writes its container at its old
+    position into the new page: the browser shows a blank app ("Bad delta path index").
+    Forgotten now, the late request is dropped on arrival ("fragment does not exist anymore").
+    What it carried was for a page that is gone (Streamlit drops a widget's state when its page
+    is left); the pages keep the person's work themselves (the text box in the browser too).
+    Private API, with the version pinned: tests/test_browser.py changes pages right after typing
+    and drawing, and fails if this stops working."""
+    previous = st.session_state.get(PAGE_KEY)
+    st.session_state[PAGE_KEY] = page.url_path
+    if previous is not None and previous != page.url_path:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        ctx = get_script_run_ctx()
+        if ctx is not None:
+            ctx.fragment_storage.clear()

@@ -54,13 +54,14 @@ def canvas_toolbar_above() -> None:
 
 
 def typeahead(key: str, text: str, suggestions: dict, max_chars: int, placeholder: str = "",
-              set_text: dict | None = None):
+              set_text: dict | None = None, on_text_change=None):
     """Mount the text box. `suggestions` carries the text it was computed for (`for_text`), so the
     box shows only suggestions that fit what is on screen. `set_text` ({"text", "nonce"}) replaces
     the text from the server (e.g. "append the continuation"). Returns the component's state:
     `text` (what is typed, at most `max_chars`) and `cut` (characters cut from a longer paste).
-    `text` is the text the server knows: the box starts with it when it is mounted again."""
+    `text` is the text the server knows: the box starts with it when it is mounted again.
+    `on_text_change` runs when new text arrives, even when it arrives with a click on another page."""
     data = {"text": text, "suggestions": suggestions, "max_chars": max_chars, "placeholder": placeholder,
             "set_text": set_text or {}}
     return _typeahead(key=key, data=data, default={"text": "", "cut": 0},
-                      on_text_change=_ignore, on_cut_change=_ignore)
+                      on_text_change=on_text_change or _ignore, on_cut_change=_ignore)

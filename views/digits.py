@@ -15,6 +15,18 @@ st.title("✏️ Digits")
 st.caption("Draw one digit or several side by side. The model reads them left to right as you draw.")
 predict_fn, card = require_model("digits", digits.load)
 st.session_state.setdefault("canvas_gen", 0)
+# Streamlit drops a widget's state when the person visits another page: the drawing is kept here
+# (strokes and image) and drawn again when they come back.
+KEPT, START = "canvas-kept", "canvas-start"
+st.session_state.setdefault(START, None)
+
+
+def keep_drawing(key: str) -> None:
+    # A callback: it also runs when the last stroke arrives with a click on another page, where this
+    # page's script does not run.
+    drawing = (st.session_state.get(key) or {}).get("drawing") or {}
+    if drawing.get("data"):
+        st.session_state[KEPT] = {"raw": drawing.get("raw"), "png": digits.png_from_data_url(drawing["data"])}
 
 
 def where(path) -> str:
@@ -44,17 +56,25 @@ def board() -> None:
     with left:
         width = min(MAX_CANVAS, column_width("canvas-width") or 320)
         stroke = st.slider("Stroke width", 6, 40, max(6, round(18 * width / MAX_CANVAS)))
+        key = f"canvas-{st.session_state.canvas_gen}"  # the same canvas when its width changes: strokes stay
+        if key not in st.session_state:  # mounted again: the person comes back from another page
+            st.session_state[START] = st.session_state.get(KEPT)
+        start = st.session_state[START] or {}
         canvas = st_canvas(
             stroke_width=stroke, stroke_color="#000000", background_color="", height=width // 2, width=width,
             drawing_mode="freedraw", return_image_data=True, update_streamlit=True,
-            key=f"canvas-{st.session_state.canvas_gen}",  # the same canvas when its width changes: strokes stay
+            initial_drawing=start.get("raw"), key=key, on_change=lambda: keep_drawing(key),
         )
         canvas_toolbar_above()
         if st.button("Clear", icon="🧽"):
             st.session_state.canvas_gen += 1  # a new key gives a fresh, empty canvas
+            st.session_state[KEPT] = None
             st.rerun(scope="fragment")
 
-    reading = digits.read_canvas(predict_fn, getattr(canvas, "image_data", None))
+    png = canvas.image_bytes
+    if png is None:  # not reported yet: the restored drawing, if any
+        png = start.get("png")
+    reading = digits.read_canvas(predict_fn, digits.rgba_from_png(png))
     with right:
         if reading.status != "ok":
             st.info(reading.message)

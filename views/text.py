@@ -31,6 +31,15 @@ name = st.selectbox("Model", names, format_func=describe) if len(names) > 1 else
 lm, vocab, card = require_model(name, textlm.load)
 
 
+KEPT = "text-kept"  # what the person typed, kept when they visit another page and come back
+
+
+def keep_text() -> None:
+    # A callback: it also runs when the last keys arrive with a click on another page, where this
+    # page's script does not run.
+    st.session_state[KEPT] = (st.session_state.get("typed") or {}).get("text", "")
+
+
 def replace_text(new_text: str) -> None:
     st.session_state.set_text = {"text": new_text, "nonce": uuid.uuid4().hex}
 
@@ -38,12 +47,15 @@ def replace_text(new_text: str) -> None:
 @st.fragment
 def writer() -> None:
     """Only this part reruns while the person types."""
-    state = st.session_state.get("typed") or {}
-    text = state.get("text", "")
+    if "typed" in st.session_state:
+        state = st.session_state.typed or {}
+        text = state.get("text", "")
+    else:  # back on the page: Streamlit dropped the box's state when the person left, the page kept the text
+        state, text = {}, st.session_state.get(KEPT, "")
     s = textlm.suggest(lm, vocab, text)
     suggestions = {"for_text": text, "completions": s.completions, "next_words": s.next_words}
     typeahead("typed", text, suggestions, MAX_CHARS, "Start typing, e.g. 'the free spirit'",
-              st.session_state.get("set_text"))
+              st.session_state.get("set_text"), on_text_change=keep_text)
     if state.get("cut"):
         st.warning(f"Your text was longer than {MAX_CHARS:,} characters: the box keeps the last {MAX_CHARS:,} "
                    f"({state['cut']:,} cut from the start).")

@@ -3,6 +3,7 @@
 // or Tab always edits the text as it is now: it replaces the word being typed, keeping its case.
 const WORD_AT_END = /\p{L}*'?\p{L}*$/u;
 const DEBOUNCE_MS = 120;
+const SAVED = "typeahead-text"; // sessionStorage: per browser tab
 
 function matchCase(typed, word) {
   const letters = typed.replace(/[^\p{L}]/gu, "");
@@ -26,12 +27,22 @@ function setup(root, api) {
   const nextLabel = root.querySelector(".next-label");
   const state = { data: {}, nonce: null, timer: null, best: null, cut: 0 };
 
+  // Kept in the browser tab as well: the last keys may not reach the server when the person clicks
+  // another page at once (the server drops them with that page), and a reload keeps the text too.
+  const save = () => {
+    try { sessionStorage.setItem(SAVED, ta.value); } catch (e) { /* storage off: the server's copy */ }
+  };
+  const saved = () => {
+    try { return sessionStorage.getItem(SAVED); } catch (e) { return null; }
+  };
   const report = () => {
     clearTimeout(state.timer);
+    save();
     api.setStateValue("text", ta.value);
   };
   const reportSoon = () => {
     clearTimeout(state.timer);
+    save();
     state.timer = setTimeout(report, DEBOUNCE_MS);
   };
 
@@ -121,7 +132,11 @@ function setup(root, api) {
     const set = state.data.set_text || {};
     if (state.nonce === null) {
       state.nonce = set.nonce ?? "";
-      if (!ta.value && state.data.text) ta.value = state.data.text; // back on the page: the text is kept
+      const start = saved() ?? state.data.text ?? ""; // back on the page: the text is kept
+      if (!ta.value && start) {
+        ta.value = start;
+        report();
+      }
     } else if (set.nonce && set.nonce !== state.nonce) {
       state.nonce = set.nonce;
       ta.value = set.text ?? ta.value;
