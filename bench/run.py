@@ -249,18 +249,23 @@ def load_rows(lo: dict, row) -> None:
                        for k in ("digits", "text", "mood", "training_idle_tab")))
         idle = pages["training_idle_tab"]["share_of_one_core"]
         row("an idle open Training tab, share of one core (before -> now)", f"{IDLE_TRAINING_TAB_BEFORE:.0%} -> {idle:.1%}")
-    for r in lo.get("visitors", []) + ([lo["with_training_job"] | {"job": True}] if lo.get("with_training_job") else []):
-        a = r["actions"]
-        label = f"load: {r['visitors']} visitors" + (" + a training job" if r.get("job") else "")
+    rows = lo.get("visitors", []) + [lo[k] | {"kind": k} for k in ("with_training_job", "stress") if lo.get(k)]
+    for r in rows:
+        label = f"load: {r['visitors']} visitors" + {"with_training_job": " + a training job",
+                                                     "stress": ", stress (all at once, no pause)"}.get(r.get("kind"), "")
         timings = "; ".join(f"{k} p50 {v['p50_ms'] / 1000:.2f} s, p95 {v['p95_ms'] / 1000:.2f} s, max {v['max_ms'] / 1000:.2f} s"
-                            for k, v in a.items() if v.get("n"))
-        row(label, f"{timings}; {r['errors']} errors; server RSS peak {r['server_rss_peak_mb']:.0f} MB, "
+                            for k, v in r["actions"].items() if v.get("n"))
+        later = r.get("actions_after_first_visit", {}).get("digits", {})
+        steady = (f" (digits after the first visit: p50 {later['p50_ms'] / 1000:.2f} s, p95 {later['p95_ms'] / 1000:.2f} s)"
+                  if later.get("n") else "")
+        row(label, f"{timings}{steady}; {r['errors']} errors; server RSS peak {r['server_rss_peak_mb']:.0f} MB, "
                    f"{r['server_cpu_ms_per_message']:.0f} ms CPU per interaction, server {r['server_cpu_share_of_machine']:.0%} "
                    f"/ browsers {r['browsers_cpu_share_of_machine']:.0%} of the machine; at this pace one server core "
                    f"would serve {r['visitors_per_server_core']:.0f} such visitors")
     if lo.get("chromium"):
-        row("load: how it was run", f"{lo['chromium']}; in-page times from the visitor's event to the first frame "
-            "showing the result (200 ms of each stroke is the canvas library's send debounce)")
+        row("load: how it was run", f"{lo['chromium']}; each visitor {lo.get('visitor', '')}; in-page times from the "
+            "visitor's event to the first frame showing the result (200 ms of each stroke is the canvas library's "
+            "send debounce)")
     if m := lo.get("sessions_memory"):
         row(f"load: {m['sessions']} sessions opened and closed, server RSS",
             f"{m['rss_before_mb']:.0f} MB -> {m['rss_after_mb']:.0f} MB ({m['growth']:+.1%}), {m['failures']} failures")

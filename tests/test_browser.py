@@ -117,7 +117,7 @@ def test_the_canvas_fits_its_column_and_a_stroke_at_its_right_edge_counts(app_ur
     expect(page.get_by_text("what the model sees")).to_be_visible()
     page.wait_for_function("""() => [...document.querySelectorAll('[data-testid=stImage] img')]
                                     .some(i => i.complete && i.naturalWidth > 0)""", timeout=30_000)
-    page.wait_for_timeout(500)  # the probability table paints on its own canvas
+    expect(page.get_by_test_id("stProgress").first).to_contain_text("1", timeout=30_000)  # the probability bars
     tab.shot(f"digits-drawn-{size}")
     assert tab.sideways_scroll() <= 0 and tab.problems == []
     tab.context.close()

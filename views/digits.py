@@ -1,7 +1,6 @@
 """Digits page: draw digits on a canvas, the MNIST CNN reads them as you draw."""
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
@@ -93,10 +92,8 @@ def board() -> None:
         seen, chart, fix = st.columns([1, 3, 2], vertical_alignment="center")
         seen.image(np.kron(image, np.ones((3, 3))), caption=OUTCOME.get(outcome, outcome), clamp=True)
         top = np.argsort(probs)[::-1][:3]
-        chart.dataframe(pd.DataFrame({"digit": [str(d) for d in top], "probability": probs[top]}), hide_index=True,
-                        column_config={"probability": st.column_config.ProgressColumn(
-                            "probability", format="percent", min_value=0.0, max_value=1.0)},
-                        key=f"probs-{i}", width="stretch")
+        for d in top:
+            chart.progress(float(probs[d]), text=f"**{d}**  {probs[d]:.1%}")
         with fix:
             teach(i, image, int(top[0]))
 
