@@ -252,16 +252,17 @@ def _card_beside(model_path: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def previous_version(task: str) -> str | None:
-    """The model file of the version before the active one (what the active model replaced)."""
+def first_version(task: str) -> str | None:
+    """The model file of the registry's first version (the model shipped before the registry), unless it is
+    the active one: the baseline every later version is reported against."""
     versions = [v for v in core.list_versions(task) if not v["active"]]
-    return str(versions[-1]["dir"] / core.MODEL_FILE) if versions else None
+    return str(versions[0]["dir"] / core.MODEL_FILE) if versions else None
 
 
 def run(data_dir=None) -> dict:
-    """bench/run.py's step: the active models against the versions they replaced."""
+    """bench/run.py's step: the active models against the first ones (shipped before the registry)."""
     rows = []
-    before = {t: previous_version(t) for t in ("digits", "mood")}
+    before = {t: first_version(t) for t in ("digits", "mood")}
     shipped = digits_report(core.model_path("digits"), core.active_card("digits"), data_dir)
     old = digits_report(before["digits"], _card_beside(before["digits"]), data_dir) if before["digits"] else None
     rows += digits_rows(shipped, old)

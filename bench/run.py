@@ -227,7 +227,7 @@ def markdown(results: dict) -> str:
     if lo := results.get("load"):
         load_rows(lo, row)
     if q := results.get("quality"):
-        lines += ["", "Beyond the test sets (`bench/quality.py`): the active models against the versions they replaced.", ""]
+        lines += ["", "Beyond the test sets (`bench/quality.py`): the active models against the first ones (shipped before the registry, v1).", ""]
         names = (f"active ({q['active']['digits']} / {q['active']['mood']})",
                  f"before ({q['before']['digits']} / {q['before']['mood']})")
         lines += quality.markdown(q["rows"], names).splitlines()

@@ -222,3 +222,19 @@ def test_composed_model_keeps_the_digits_and_takes_not_a_digit_from_the_other(tm
     p, b, o = digits.predict(model, x), digits.predict(base, x), digits.predict(other, x)
     np.testing.assert_allclose(p[:, 10], o[:, 10], atol=1e-5)
     np.testing.assert_allclose(p[:, :10] / p[:, :10].sum(1, keepdims=True), b, atol=1e-5)
+
+
+def test_recalibrate_keeps_the_weights_and_fits_the_thresholds_again(tmp_path, mnist_dir, monkeypatch):
+    from pipelines import core
+
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    model = digits.build_model(digits.Settings())
+    core.save_model(model, tmp_path / "m.keras")
+    run_dir = digits.recalibrate(str(tmp_path / "m.keras"), mnist_dir)
+    again = core.load_model(run_dir / "model.keras")
+    for before, after in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    card = core.read_json(run_dir / "card.json")
+    assert card["settings"]["weights"] == "unchanged"
+    assert "5,000 stroke-font digits" in card["test"]["calibration"]["fitted_on"]
+    assert card["score"]["benchmark"].startswith("mnist-test:")  # comparable with every other digits model
