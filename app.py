@@ -9,7 +9,7 @@ Streamlit loads this file twice, in two roles:
 import streamlit as st
 
 if __name__ == "__main__":
-    from views.common import leave_other_pages
+    from views.common import keep_reruns_cheap, leave_other_pages
 
     st.set_page_config(page_title="Neural playground", page_icon="🧠", layout="wide")
     PAGES = [
@@ -21,7 +21,10 @@ if __name__ == "__main__":
     ]
     page = st.navigation(PAGES)
     leave_other_pages(page)
-    page.run()
+    try:
+        page.run()
+    finally:
+        keep_reruns_cheap()
 else:
     from starlette.middleware import Middleware
 

@@ -3,6 +3,7 @@ clearing of TensorFlow's kernel cache (Streamlit calls `keras.backend.clear_sess
 script run while keras is imported). Counted, not timed: the bench measures the milliseconds."""
 
 import gc
+import os
 import sys
 from types import SimpleNamespace
 
@@ -59,3 +60,27 @@ def test_the_server_runs_no_full_collection_after_each_script_run():
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()  # the home page, through the router
     assert not at.exception and config.get_option("runner.postScriptGC") is False
+
+
+def test_a_page_that_imports_keras_without_a_model_keeps_reruns_cheap(tmp_path):
+    """The Training page imports Keras but loads no model: the router makes its reruns cheap all the same.
+    In a fresh process, since another test here may already have loaded a model."""
+    import subprocess
+
+    script = f"""
+import gc, sys
+sys.path.insert(0, {str(ROOT)!r})
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({str(ROOT / "app.py")!r}, default_timeout=120).run()
+at.switch_page("views/training.py").run()
+assert not at.exception, at.exception
+import keras
+from views import common
+assert "keras" in sys.modules
+print(keras.backend.clear_session is common._no_clear_session, gc.get_freeze_count())
+"""
+    env = {**os.environ, "RUNS_DIR": str(tmp_path / "runs")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    patched, frozen = out.stdout.split()[-2:]
+    assert patched == "True" and int(frozen) > 100_000

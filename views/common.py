@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 
 import streamlit as st
 
@@ -21,6 +22,18 @@ def _keep_kernels() -> None:
 
 def _no_clear_session(*args, **kwargs) -> None:
     return None
+
+
+def keep_reruns_cheap() -> None:
+    """Called by the router after each full run: once a page has imported Keras (the Training page does, with no
+    model to load), the same as `_load` does for a model: Streamlit's clear_session after each rerun becomes a
+    no-op and TensorFlow's objects leave the collector's reach. Without it an open Training tab on a server where
+    no model was loaded yet cost 250 ms of server CPU per polling tick."""
+    if "keras" not in sys.modules or sys.modules["keras"].backend.clear_session is _no_clear_session:
+        return
+    _keep_kernels()
+    gc.collect()
+    gc.freeze()
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=8)
