@@ -37,4 +37,4 @@ test: setup chromium lint $(BIN)/.ray-installed
 
 bench: setup chromium
 	$(BIN)/python -m bench.run
-	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.load --with-job

@@ -1,6 +1,6 @@
 """Real-browser load test: K visitors in one Chromium against the real server, as `make run` starts it.
 
-    python -m bench.load [--visitors 1,5,10,20] [--loops 3] [--think 3] [--arrive 10] [--with-job]
+    python -m bench.load [--visitors 1,5,10,20] [--loops 5] [--think 3] [--arrive 10] [--with-job]
                          [--no-stress] [--sessions 200]
 
 Each visitor is a browser context of its own (a person) that opens /digits by its URL, then, in a
@@ -426,7 +426,7 @@ async def main_async(args) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n")[0])
     parser.add_argument("--visitors", default="1,5,10,20", type=lambda s: [int(k) for k in s.split(",")])
-    parser.add_argument("--loops", type=int, default=3, help="visits (digits, text, mood) per visitor")
+    parser.add_argument("--loops", type=int, default=5, help="visits (digits, text, mood) per visitor")
     parser.add_argument("--think", type=float, default=3.0, help="mean seconds a visitor looks at each result")
     parser.add_argument("--arrive", type=float, default=10.0, help="visitors arrive within these first seconds")
     parser.add_argument("--stress", action=argparse.BooleanOptionalAction, default=True,
