@@ -16,7 +16,7 @@ predict_fn, card = require_model("digits", digits.load)
 st.session_state.setdefault("canvas_gen", 0)
 # Streamlit drops a widget's state when the person visits another page: the drawing is kept here
 # (strokes and image) and drawn again when they come back.
-KEPT, START = "canvas-kept", "canvas-start"
+KEPT, START, WIDTH = "canvas-kept", "canvas-start", "canvas-width-last"
 st.session_state.setdefault(START, None)
 
 
@@ -53,7 +53,10 @@ def board() -> None:
     """The canvas and its reading: a stroke reruns only this part."""
     left, right = st.columns([3, 2])
     with left:
-        width = min(MAX_CANVAS, column_width("canvas-width") or 320)
+        measured = column_width("canvas-width")
+        if measured:  # kept: back on this page the canvas starts at its width instead of 320 px, then jumping
+            st.session_state[WIDTH] = measured
+        width = min(MAX_CANVAS, measured or st.session_state.get(WIDTH) or 320)
         stroke = st.slider("Stroke width", 6, 40, max(6, round(18 * width / MAX_CANVAS)))
         key = f"canvas-{st.session_state.canvas_gen}"  # the same canvas when its width changes: strokes stay
         if key not in st.session_state:  # mounted again: the person comes back from another page
