@@ -381,21 +381,21 @@ def with_reject_from(base, other):
 
 def compose(base_path: str, reject_path: str, data_dir=None, seed: int = 0) -> Path:
     """A run folder holding `with_reject_from(base, reject)`, evaluated and calibrated like a trained run."""
-
     model = with_reject_from(core.load_model(base_path), core.load_model(reject_path))
-    x_train, y_train, x_test, y_test = load_data(data_dir)
-    n_val = int(len(x_train) * Settings().val_split)  # the same held-out digits as training uses
     settings = {"composed_from": {"digits": str(base_path), "not_a_digit": str(reject_path)}, "seed": seed}
-    return _evaluated_run(model, settings, x_train[-n_val:], y_train[-n_val:], x_train, y_train, x_test, y_test)
+    return _evaluated_run(model, settings, data_dir)
 
 
-def _evaluated_run(model, settings: dict, x_val, y_val, x_train, y_train, x_test, y_test) -> Path:
-    """A finished run holding `model`, evaluated and calibrated like a trained run, scored on the benchmark."""
+def _evaluated_run(model, settings: dict, data_dir=None) -> Path:
+    """A finished run holding `model`, evaluated and calibrated like a trained run (on the same held-out digits
+    as training uses), scored on the benchmark."""
     from pipelines import runs
 
+    x_train, y_train, x_test, y_test = load_data(data_dir)
+    n_val = int(len(x_train) * Settings().val_split)
     run = runs.Run.create(TASK, settings)
     core.save_model(model, run.dir / "model.keras")
-    test = evaluate(model, x_test, y_test, held_out=(x_val, y_val))
+    test = evaluate(model, x_test, y_test, held_out=(x_train[-n_val:], y_train[-n_val:]))
     bench = benchmark(x_test, y_test)
     score = {"name": "accuracy", "value": test["accuracy"], "higher_is_better": True, "benchmark": bench.id,
              "benchmark_name": bench.name, "chance": bench.chance, "note": ""}
@@ -409,14 +409,10 @@ def _evaluated_run(model, settings: dict, x_val, y_val, x_train, y_train, x_test
 def recalibrate(model_path: str | None = None, data_dir=None) -> Path:
     """A run folder holding a model's weights unchanged (default: the active model), its temperature and
     thresholds fitted again as training fits them today, and evaluated on the same MNIST test images."""
-
     path = Path(model_path) if model_path else core.model_path(TASK)
-    model = core.load_model(path)
-    x_train, y_train, x_test, y_test = load_data(data_dir)
-    n_val = int(len(x_train) * Settings().val_split)  # the same held-out digits as training uses
     version = (core.active_card(TASK) or {}).get("version") if not model_path else None
     settings = {"recalibrated_from": str(path), "version": version, "weights": "unchanged"}
-    return _evaluated_run(model, settings, x_train[-n_val:], y_train[-n_val:], x_train, y_train, x_test, y_test)
+    return _evaluated_run(core.load_model(path), settings, data_dir)
 
 
 def warm_start_digits(model, path: str):
@@ -470,7 +466,7 @@ STROKE_FONT_FIT = 5000  # stroke-font digits the "not sure" threshold is fitted 
 # noisy (fitted for 2.5%, it flagged 3.1% of the right answers of the bench's own set)
 
 
-def fit_calibration(model, x_val, y_val, seed: int = 0, n_strokes: int = STROKE_FONT_FIT) -> dict:
+def fit_calibration(model, x_val, y_val, seed: int = 0) -> dict:
     """Temperature (NLL on held-out MNIST digits), then the thresholds:
     "not a digit" flags at most 0.5% of the held-out digits; "not sure" flags at most 3% of the
     right answers on held-out stroke-font digits (generator seeds the benchmarks do not use)."""
@@ -481,14 +477,14 @@ def fit_calibration(model, x_val, y_val, seed: int = 0, n_strokes: int = STROKE_
     not_digit = 0.5
     if raw.shape[1] > NOT_A_DIGIT:
         not_digit = float(max(0.5, np.quantile(calibrated(raw, t)[:, NOT_A_DIGIT], 1 - NOT_DIGIT_OF_DIGITS)))
-    canvases, labels = digit_sets.hershey_digits(n_strokes, seed + 202)
+    canvases, labels = digit_sets.hershey_digits(STROKE_FONT_FIT, seed + 202)
     images = [canvas_images(c) for c in canvases]
     one = [i for i, im in enumerate(images) if len(im) == 1]
     sp = calibrated(predict(model, np.stack([images[i][0] for i in one])), t)[:, :NOT_A_DIGIT]
     right = sp.argmax(1) == labels[one]
     unsure = float(np.clip(np.quantile(sp[right].max(1), UNSURE_OF_CORRECT), 0.3, 0.95)) if right.any() else CONFIDENT
     return {"temperature": t, "unsure_below": unsure, "not_a_digit_above": not_digit,
-            "fitted_on": f"{len(x_val)} held-out MNIST digits and {n_strokes:,} stroke-font digits (seed {seed + 202})"}
+            "fitted_on": f"{len(x_val)} held-out MNIST digits and {STROKE_FONT_FIT:,} stroke-font digits (seed {seed + 202})"}
 
 
 # ---------------------------------------------------------------- predict

@@ -24,27 +24,27 @@ def _no_clear_session(*args, **kwargs) -> None:
     return None
 
 
-def keep_reruns_cheap() -> None:
-    """Called by the router after each full run: once a page has imported Keras (the Training page does, with no
-    model to load), the same as `_load` does for a model: Streamlit's clear_session after each rerun becomes a
-    no-op and TensorFlow's objects leave the collector's reach. Without it an open Training tab on a server where
-    no model was loaded yet cost 250 ms of server CPU per polling tick."""
-    if "keras" not in sys.modules or sys.modules["keras"].backend.clear_session is _no_clear_session:
-        return
+def _settle() -> None:
+    """Streamlit's clear_session after each rerun becomes a no-op, and what TensorFlow and the models keep alive for
+    good (~430k objects) leaves the collector's reach, so the collections Python runs do not scan it on every click."""
     _keep_kernels()
     gc.collect()
     gc.freeze()
+
+
+def keep_reruns_cheap() -> None:
+    """Called by the router after each full run: once a page has imported Keras (the Training page does, with no
+    model to load), `_settle` as `_load` does for a model. Without it an open Training tab on a server where no
+    model was loaded yet cost 250 ms of server CPU per polling tick."""
+    if "keras" in sys.modules and sys.modules["keras"].backend.clear_session is not _no_clear_session:
+        _settle()
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=8)
 def _load(_loader, name: str, path: str, version: float):
     # Keyed on the file and its mtime: a promoted model gets a fresh entry, no restart needed.
     model = _loader(name)
-    _keep_kernels()
-    # TensorFlow and the models keep ~430k objects alive for good: move them out of the
-    # collector's reach, so the collections that Python runs do not scan them on every click.
-    gc.collect()
-    gc.freeze()
+    _settle()  # again for each model: its objects are new
     return model
 
 
@@ -60,9 +60,6 @@ def require_model(name: str, loader):
 def upload_limit_mb() -> int:
     """The one upload limit, from .streamlit/config.toml (server.maxUploadSize)."""
     return int(st.get_option("server.maxUploadSize"))
-
-
-
 
 
 PAGE_KEY = "_page"  # the url path of the page of the session's latest full run
