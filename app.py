@@ -9,7 +9,9 @@ Streamlit loads this file twice, in two roles:
 import streamlit as st
 
 if __name__ == "__main__":
-    from views.common import keep_reruns_cheap, leave_other_pages
+    from views.common import keep_clicked_page, keep_reruns_cheap, leave_other_pages
+
+    keep_clicked_page()  # once per server process; a no-op after
 
     st.set_page_config(page_title="Neural playground", page_icon="🧠", layout="wide")
     PAGES = [

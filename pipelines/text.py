@@ -21,7 +21,7 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -552,6 +552,8 @@ def main(argv=None):
     runs.add_train_flags(t, augment=False)
     t.add_argument("--units", type=int, help="LSTM units")
     t.add_argument("--dropout", type=float, help="dropout on the LSTM's inputs and outputs")
+    t.add_argument("--window", type=int, help="characters per training window (the page reads as many)")
+    t.add_argument("--step", type=int, help="characters between window starts")
     t.add_argument("--name", default=TASK, help="registry name to promote to, e.g. text-sherlock")
     runs.add_registry_commands(sub, name_flag=True)
     args = parser.parse_args(argv)
@@ -576,6 +578,7 @@ def main(argv=None):
         print(json.dumps(evaluate(model, vocab, train_ids, held_ids, settings.window, words=words), indent=1))
         return
     settings = runs.settings_from_args(Settings, args)
+    settings = replace(settings, **{k: getattr(args, k) for k in ("window", "step") if getattr(args, k) is not None})
     if args.corpus:
         runs.check_corpus(args.corpus)
     run, card = runs.train_from_args(TASK, settings, args, train, corpus=args.corpus, data_dir=args.data_dir,

@@ -31,6 +31,8 @@ def cli(*args, env=None, timeout=120):
     ("mood", ["--epochs", "-3"], "epochs"),
     ("text", ["--dropout", "1.5"], "dropout"),
     ("text", ["--units", "0"], "units"),
+    ("text", ["--window", "1"], "window"),
+    ("text", ["--step", "0"], "step"),
 ])
 def test_every_invalid_setting_is_refused_in_one_line_with_exit_code_2(task, flags, field):
     done = cli(f"pipelines.{task}", "train", *flags)

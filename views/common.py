@@ -87,3 +87,32 @@ def leave_other_pages(page) -> None:
         ctx = get_script_run_ctx()
         if ctx is not None:
             ctx.fragment_storage.clear()
+
+
+def keep_clicked_page() -> None:
+    """Make a click on another page win over a fragment rerun that arrives just after it.
+
+    Streamlit (1.67) folds rerun requests that arrive before the next run starts into one, and the
+    folded request takes the page of the newer one. A fragment rerun sent as the person clicks a
+    page in the navigation (the last keys reported on blur, a stroke reported after the canvas's
+    200 ms wait, a Training tick) carries the page being left, so the click was lost: the app
+    stayed on the old page (about 1 action in 300 with 20 visitors in bench.load). A fragment
+    rerun never means to change pages, so here the page of the pending full rerun is kept.
+    Private API, with the version pinned: tests/test_common.py fails if the folding changes."""
+    from dataclasses import replace
+
+    from streamlit.runtime.scriptrunner_utils import script_requests as sr
+
+    if getattr(sr.ScriptRequests, "_keeps_clicked_page", False):
+        return
+    fold = sr.ScriptRequests._request_rerun_locked
+
+    def request_rerun_locked(self, new_data):
+        pending = self._rerun_data if self._state == sr.ScriptRequestType.RERUN else None
+        if pending is not None and sr._is_full_app_rerun(pending) and not sr._is_full_app_rerun(new_data):
+            new_data = replace(new_data, page_script_hash=pending.page_script_hash, page_name=pending.page_name,
+                               query_string=pending.query_string)
+        return fold(self, new_data)
+
+    sr.ScriptRequests._request_rerun_locked = request_rerun_locked
+    sr.ScriptRequests._keeps_clicked_page = True
