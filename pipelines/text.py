@@ -6,8 +6,8 @@
     python -m pipelines.text models | rollback [VERSION] [--name text-sherlock]
 
 Corpus: --corpus, else text/nietzsche.txt (or nietzsche.txt) in --data-dir / $DATA_DIR, else
-the classic Nietzsche download. The text is lowercased; 40-character windows with step 3
-predict the next character; the last 10% is held out. Ids go through tf.data, never one-hot
+the classic Nietzsche download. The text is lowercased; windows (40 characters, step 3 by
+default: --window, --step) predict the next character; the last 10% is held out. Ids go through tf.data, never one-hot
 copies of the corpus. The model is Embedding -> LSTM -> Dense softmax; the baseline is the seed
 (one-hot input through a frozen identity embedding, LSTM(128), RMSprop, last character only),
 the default predicts the next character at every position of the window.
