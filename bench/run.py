@@ -100,18 +100,33 @@ def peak_rss_of(code: str) -> float:
     return round(int(out.stdout.strip().splitlines()[-1]) / 1024, 1)
 
 
+def text_heldout(model_path: Path, directory: Path) -> dict:
+    """Held-out figures of one text model file with its own vocabulary, words and window: the same
+    function and settings as its model card (pipelines.text.evaluate), so one measurement."""
+    from pipelines import text
+
+    vocab = core.read_json(core.extra_path("text", "vocab.json", model_path))
+    words = (core.read_json(core.extra_path("text", "words.json", model_path)) or {}).get("words")
+    card = core.read_json(model_path.with_name(core.CARD_FILE), {}) or {}
+    settings = text.Settings(**{k: v for k, v in card.get("settings", {}).items()
+                                if k in text.Settings.__dataclass_fields__})
+    train_ids, held_ids, _ = text.prepare(text.load_corpus(None, directory), settings, vocab)
+    return text.evaluate(core.load_model(model_path), vocab, train_ids, held_ids, settings.window,
+                         words=text.Lexicon(words) if words else None)
+
+
 def bench_text(data_dir) -> dict:
     import keras
 
     from pipelines import text
 
     directory = core.data_dir(data_dir)
-    model = core.load_model(core.model_path("text"))
     lm, vocab, card = text.load("text")  # the page's model, vocabulary and word list
     settings = text.Settings(**{k: v for k, v in card["settings"].items() if k in text.Settings.__dataclass_fields__})
-    train_ids, held_ids, _ = text.prepare(text.load_corpus(None, directory), settings, vocab)
-    # The same function and settings as the model card (pipelines.text.evaluate): one measurement.
-    report = text.evaluate(model, vocab, train_ids, held_ids, settings.window, words=vocab["words"])
+    train_ids = text.prepare(text.load_corpus(None, directory), settings, vocab)[0]
+    report = text_heldout(core.model_path("text"), directory)
+    if before := quality.first_version("text"):  # the model shipped before this round, measured the same way
+        report["before"] = text_heldout(Path(before), directory) | {"version": Path(before).parent.name}
     prompt = "the free spirit is a kind of man who has"[:40]
     latency = timed(lambda: text.suggest(lm, vocab, prompt), n=50)
     # Memory of one pass over all training windows through tf.data, for growing corpora.
@@ -208,9 +223,14 @@ def markdown(results: dict) -> str:
         row("digits: training throughput (default / baseline)", _rates(d["train_samples_per_s"], "samples/s"))
     if t := results.get("text"):
         h = t["heldout"]
-        row("text: held-out bits per character (LSTM / n-gram)", f"{h['bits_per_char']:.3f} / {h['ngram']['bits_per_char']:.3f}")
-        row("text: next-word top-3 accuracy (LSTM / n-gram)", f"{h['next_word_top3']:.1%} / {h['ngram']['next_word_top3']:.1%}")
-        row("text: next-character top-1 (LSTM / n-gram)", f"{h['next_char_top1']:.1%} / {h['ngram']['next_char_top1']:.1%}")
+        b = h.get("before")
+        was = (lambda key, fmt: f" (before, {b['version']}: {format(b[key], fmt)})") if b else (lambda key, fmt: "")
+        row("text: held-out bits per character (LSTM / n-gram)",
+            f"{h['bits_per_char']:.3f} / {h['ngram']['bits_per_char']:.3f}" + was("bits_per_char", ".3f"))
+        row("text: next-word top-3 accuracy (LSTM / n-gram)",
+            f"{h['next_word_top3']:.1%} / {h['ngram']['next_word_top3']:.1%}" + was("next_word_top3", ".1%"))
+        row("text: next-character top-1 (LSTM / n-gram)",
+            f"{h['next_char_top1']:.1%} / {h['ngram']['next_char_top1']:.1%}" + was("next_char_top1", ".1%"))
         row("text: suggestions for a 40-character prompt", _lat(t["suggest_latency_40_chars"]))
         row("text: peak memory, one pass over all windows", ", ".join(f"{k} {v:.0f} MB" for k, v in t["peak_rss_mb_one_epoch_of_windows"].items()))
         row("text: training throughput (default / baseline)", _rates(t["train_samples_per_s"], "windows/s"))
