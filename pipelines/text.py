@@ -3,6 +3,7 @@
     python -m pipelines.text train [--corpus FILE | --data-dir DIR] [--arch default|baseline] [--promote always]
     python -m pipelines.text evaluate [--corpus FILE] [--model PATH]
     python -m pipelines.text complete "the free spi" [--words 8 --temperature 0.6]
+    python -m pipelines.text ensemble runs/text/A/model.keras runs/text/B/model.keras [--window 40] [--promote ...]
     python -m pipelines.text models | rollback [VERSION] [--name text-sherlock]
 
 Corpus: --corpus, else text/nietzsche.txt (or nietzsche.txt) in --data-dir / $DATA_DIR, else
@@ -174,11 +175,47 @@ def compile_model(model, settings: Settings, total_steps: int):
 # ---------------------------------------------------------------- language models for search
 
 
-class KerasLM:
-    """Step-by-step next-character probabilities from a trained model, for beam search.
+def members(model) -> list[tuple]:
+    """(embedding, LSTM, head) of each network in a model: one for a trained model, several for an ensemble."""
+    names = {layer.name for layer in model.layers}
+    if "lstm" in names:
+        return [tuple(model.get_layer(n) for n in ("embed", "lstm", "head"))]
+    count = sum(1 for n in names if n.startswith("lstm_"))
+    if not count:
+        raise core.ModelUnavailable("This text model has no LSTM layer; retrain it.")
+    return [tuple(model.get_layer(f"{n}_{i}") for n in ("embed", "lstm", "head")) for i in range(count)]
 
-    The LSTM is run once over the prompt, then one character at a time from its
-    (h, c) state, so a suggestion costs one short call per character.
+
+def ensemble(models: list, vocab_size: int):
+    """One model whose next-character probabilities are the average of trained models' (same vocabulary,
+    default architecture): each network's embedding, LSTM and head copied under numbered names."""
+    import keras
+    from keras import layers
+
+    parts = [m for model in models for m in members(model)]
+    if len(parts) < 2:
+        raise ValueError("an ensemble needs at least two networks")
+    inputs = keras.Input((None,), dtype="int32")
+    outputs = []
+    for i, (embed, lstm, head) in enumerate(parts):
+        if embed.input_dim != vocab_size or head.units != vocab_size:
+            raise ValueError("the models of an ensemble must share one vocabulary")
+        x = layers.Embedding(vocab_size, embed.output_dim, name=f"embed_{i}")(inputs)
+        x = layers.LSTM(lstm.units, return_sequences=True, name=f"lstm_{i}")(x)
+        outputs.append(layers.Dense(vocab_size, activation="softmax", name=f"head_{i}")(x))
+    model = keras.Model(inputs, layers.Average(name="average")(outputs), name="text_ensemble")
+    for i, layers_i in enumerate(parts):
+        for n, source in zip(("embed", "lstm", "head"), layers_i):
+            model.get_layer(f"{n}_{i}").set_weights(source.get_weights())
+    return model
+
+
+class KerasLM:
+    """Step-by-step next-character probabilities from a trained model (or an ensemble), for beam search.
+
+    Each LSTM is run once over the prompt, then one character at a time from its (h, c) state,
+    so a suggestion costs one short call per character; an ensemble averages its networks'
+    probabilities inside that call and keeps their states side by side.
     """
 
     def __init__(self, model, vocab: dict, window: int = 40):
@@ -186,21 +223,31 @@ class KerasLM:
         import tensorflow as tf
 
         self.chars, self.window = vocab["chars"], window
-        embed, lstm, head = (model.get_layer(n) for n in ("embed", "lstm", "head"))
-        prime_lstm = keras.layers.LSTM(lstm.units, return_state=True)
-        prime_lstm(embed(np.zeros((1, 1), np.int32)))
-        prime_lstm.set_weights(lstm.get_weights())
+        parts = members(model)
+        primes = []
+        for embed, lstm, _ in parts:
+            prime_lstm = keras.layers.LSTM(lstm.units, return_state=True)
+            prime_lstm(embed(np.zeros((1, 1), np.int32)))
+            prime_lstm.set_weights(lstm.get_weights())
+            primes.append(prime_lstm)
+        sizes = [lstm.units for _, lstm, _ in parts]
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
         def prime(ids):
-            out, h, c = prime_lstm(embed(ids))
-            return head(out), h, c
+            probs, hs, cs = [], [], []
+            for (embed, _, head), prime_lstm in zip(parts, primes):
+                out, h, c = prime_lstm(embed(ids))
+                probs.append(head(out)), hs.append(h), cs.append(c)
+            return tf.add_n(probs) / len(parts), tf.concat(hs, 1), tf.concat(cs, 1)
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, lstm.units]),
-                                      tf.TensorSpec([None, lstm.units])])
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, sum(sizes)]),
+                                      tf.TensorSpec([None, sum(sizes)])])
         def step(ids, h, c):
-            out, (h, c) = lstm.cell(embed(ids), [h, c])
-            return head(out), h, c
+            probs, hs, cs = [], [], []
+            for (embed, lstm, head), h_i, c_i in zip(parts, tf.split(h, sizes, 1), tf.split(c, sizes, 1)):
+                out, (h_i, c_i) = lstm.cell(embed(ids), [h_i, c_i])
+                probs.append(head(out)), hs.append(h_i), cs.append(c_i)
+            return tf.add_n(probs) / len(parts), tf.concat(hs, 1), tf.concat(cs, 1)
 
         self._prime, self._step = prime, step
 
@@ -408,6 +455,39 @@ def train(settings: Settings, run, corpus=None, data_dir=None, promote: str = "n
     )
 
 
+def compose(model_paths: list, window: int = 40, corpus=None, data_dir=None, promote: str = "never") -> Path:
+    """A run folder holding the ensemble of trained text models (run folders' or registry versions'
+    model.keras, one vocabulary), evaluated, scored and gated like a trained run."""
+    from pipelines import runs
+    from pipelines.training import finish_run
+
+    paths = [Path(p) for p in model_paths]
+    vocabs = [core.read_json(core.extra_path(TASK, "vocab.json", p)) or core.read_json(p.with_name("model.vocab.json"))
+              for p in paths]
+    if not vocabs[0] or any(v != vocabs[0] for v in vocabs):
+        raise core.InvalidSettings("the models of an ensemble must share one vocabulary (a vocab.json beside each)")
+    vocab = vocabs[0]
+    text = load_corpus(corpus, data_dir)
+    settings = Settings(window=window)
+    train_ids, held_ids, _ = prepare(text, settings, vocab)
+    words = build_words("".join(vocab["chars"][i] for i in train_ids))
+    model = ensemble([core.load_model(p) for p in paths], len(vocab["chars"]))
+    # What each network was trained with (its run's card), so the ensemble's card says how to make it again.
+    trained = [(core.read_json(p.with_name(core.CARD_FILE), {}) or {}).get("settings", {}) for p in paths]
+    settings = {"composed_from": [str(p) for p in paths], "window": window, "networks": len(members(model)),
+                "members": [{k: v for k, v in t.items() if k in Settings.__dataclass_fields__} for t in trained]}
+    run = runs.Run.create(TASK, settings)
+    core.save_model(model, run.dir / "model.keras")
+    corpus_name = Path(corpus).stem if corpus else "nietzsche"
+    finish_run(run, model, settings,
+               lambda m: evaluate(m, vocab, train_ids, held_ids, window, words=Lexicon(words)), "bits_per_char",
+               higher_is_better=False, data_hash=core.sha256_bytes(text.encode()),
+               extras={"vocab.json": vocab, "words.json": {"words": words}}, promote=promote,
+               card_extra={"corpus": corpus_name, "corpus_chars": len(text), "vocab_size": len(vocab["chars"])},
+               benchmark=benchmark_for(TASK, text, corpus_name, corpus, data_dir))
+    return run.dir
+
+
 # ---------------------------------------------------------------- the fixed benchmark
 
 BENCH_HOLDOUT, BENCH_WINDOW = 0.1, 40
@@ -543,6 +623,12 @@ def main(argv=None):
     t = sub.add_parser("train", help="train a model into a run folder")
     e = sub.add_parser("evaluate", help="print held-out metrics (and the n-gram's) as JSON")
     c = sub.add_parser("complete", help="suggest words and generate a continuation")
+    n = sub.add_parser("ensemble", help="a run averaging trained models' next-character probabilities")
+    n.add_argument("models", nargs="+", help="model.keras files (run folders or registry versions)")
+    n.add_argument("--window", type=int, default=40, help="characters of context the page reads")
+    n.add_argument("--corpus", help="a plain-text file")
+    n.add_argument("--data-dir", help="folder with text/nietzsche.txt (default: $DATA_DIR)")
+    n.add_argument("--promote", choices=("never", "always", "if-better"), default="never")
     for p in (t, e):
         p.add_argument("--corpus", help="a plain-text file")
         p.add_argument("--data-dir", help="folder with text/nietzsche.txt (default: $DATA_DIR)")
@@ -563,6 +649,9 @@ def main(argv=None):
 
     if args.cmd in ("models", "rollback"):
         runs.registry_command(TASK, args)
+        return
+    if args.cmd == "ensemble":
+        print(json.dumps({"run": str(compose(args.models, args.window, args.corpus, args.data_dir, args.promote))}))
         return
     if args.cmd == "complete":
         lm, vocab, _ = load(args.name)

@@ -197,6 +197,20 @@ def fit_and_save(
     if n := reestimate_batch_norm(model, train_ds):
         print(f"batch-norm statistics re-estimated over {n} training batches", flush=True)
     core.save_model(model, run.dir / "model.keras")
+    return finish_run(run, model, asdict(settings), evaluate, score_key, higher_is_better, data_hash, extras, promote,
+                      card_extra, name, benchmark, inspect)
+
+
+def finish_run(run: Run, model, settings: dict, evaluate: Callable[[object], dict], score_key: str,
+               higher_is_better: bool = True, data_hash: str = "", extras: dict[str, object] | None = None,
+               promote: str = "never", card_extra: dict | None = None, name: str | None = None,
+               benchmark: Benchmark | None = None, inspect: Callable[[object, object], object] | None = None) -> dict:
+    """Evaluate a run's saved model, score it on the benchmark, write its card, compare it with the
+    active model and promote it as asked: the end of every training, and of a model composed from
+    trained ones (an ensemble), so both pass the same gate."""
+    name = name or run.task
+    for suffix, obj in (extras or {}).items():
+        core.write_json(run.dir / f"model.{suffix}", obj)
     run.set_stage("evaluating")
     metrics = evaluate(model)
     if inspect is not None:
@@ -213,7 +227,7 @@ def fit_and_save(
                  "benchmark": benchmark.id, "benchmark_name": benchmark.name, "chance": benchmark.chance,
                  "note": benchmark.note}
     card = {
-        "task": run.task, "name": name, "run": run.id, "date": core.now_iso(), "settings": asdict(settings),
+        "task": run.task, "name": name, "run": run.id, "date": core.now_iso(), "settings": settings,
         "data_hash": data_hash, "test": metrics, "score": score,
         "history": [r for r in run.metrics() if r["kind"] == "epoch"], **(card_extra or {}),
     }

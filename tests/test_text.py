@@ -152,3 +152,56 @@ def test_build_words():
         "and", "cat's", "don't", "quoted", "the", "times", "words"]
     lexicon = T.Lexicon(["cat", "car"])
     assert "cat" in lexicon and "ca" not in lexicon and "ca" in lexicon.prefixes and len(lexicon) == 2
+
+
+def _second_model(run_dir, tmp_path):
+    """Another network on the same vocabulary: the tiny model with its weights shaken."""
+    model = core.load_model(run_dir / "model.keras")
+    rng = np.random.default_rng(0)
+    model.set_weights([w + rng.normal(0, 0.3, w.shape).astype(w.dtype) for w in model.get_weights()])
+    folder = tmp_path / "other"
+    folder.mkdir()
+    core.save_model(model, folder / "model.keras")
+    (folder / "model.vocab.json").write_text((run_dir / "model.vocab.json").read_text())
+    return folder / "model.keras"
+
+
+def test_an_ensemble_averages_its_networks_and_steps_like_its_full_model(tiny_text_model, tmp_path):
+    run, _, _ = tiny_text_model
+    a, b = core.load_model(run.dir / "model.keras"), core.load_model(_second_model(run.dir, tmp_path))
+    vocab = core.read_json(run.dir / "model.vocab.json")
+    both = T.ensemble([a, b], len(vocab["chars"]))
+    ids, _ = T.encode("the cat sat on the m", vocab)
+    full = both.predict_on_batch(ids[None])[0]
+    mean = (a.predict_on_batch(ids[None])[0] + b.predict_on_batch(ids[None])[0]) / 2
+    np.testing.assert_allclose(full, mean, atol=1e-5)
+    lm = T.KerasLM(both, vocab)
+    states, probs = lm.start(ids[:10])
+    np.testing.assert_allclose(probs[0], full[9], atol=1e-5)
+    for t in range(10, len(ids)):
+        states, probs = lm.advance(states, np.array([0]), ids[t:t + 1])
+        np.testing.assert_allclose(probs[0], full[t], atol=1e-5)
+
+
+def test_an_ensemble_run_is_scored_and_gated_like_a_trained_one(tiny_text_model, tmp_path, monkeypatch):
+    run, _, _ = tiny_text_model
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("MODELS_DIR", str(tmp_path / "models"))
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text(TINY)
+    folder = T.compose([run.dir / "model.keras", _second_model(run.dir, tmp_path)], window=12, corpus=corpus,
+                       promote="always")
+    card = core.read_json(folder / "card.json")
+    assert card["settings"]["networks"] == 2 and card["score"]["name"] == "bits_per_char"
+    assert {"bits_per_char", "next_word_top3", "ngram"} <= card["test"].keys()
+    lm, vocab, active = T.load()  # promoted: the page's loader reads it, words and all
+    assert active["run"] == folder.name and vocab["words"] is not None
+    assert T.suggest(lm, vocab, "the cat sat on the m").completions
+
+
+def test_an_ensemble_needs_one_vocabulary(tiny_text_model, tmp_path):
+    run, _, _ = tiny_text_model
+    other = _second_model(run.dir, tmp_path)
+    (other.parent / "model.vocab.json").write_text('{"chars": ["a", "b"], "lowercase": true}')
+    with pytest.raises(core.InvalidSettings, match="one vocabulary"):
+        T.compose([run.dir / "model.keras", other], corpus=None)
