@@ -416,6 +416,8 @@ def _init_problem(form: dict) -> str | None:
         return f"model {path} not found"
     card = core.read_json(path.with_name(core.CARD_FILE), {}) or {}
     arch = (card.get("settings") or {}).get("arch")
+    if arch and arch not in ("default", "baseline"):
+        return f"that model is an {arch} of trained models and cannot be fine-tuned: start from one of its networks"
     if arch and arch != form.get("arch", "default"):
         return f"that model is the {arch} architecture: pick {arch} above to fine-tune it"
     return None

@@ -474,7 +474,8 @@ def compose(model_paths: list, window: int = 40, corpus=None, data_dir=None, pro
     model = ensemble([core.load_model(p) for p in paths], len(vocab["chars"]))
     # What each network was trained with (its run's card), so the ensemble's card says how to make it again.
     trained = [(core.read_json(p.with_name(core.CARD_FILE), {}) or {}).get("settings", {}) for p in paths]
-    settings = {"composed_from": [str(p) for p in paths], "window": window, "networks": len(members(model)),
+    settings = {"arch": "ensemble", "composed_from": [str(p) for p in paths], "window": window,
+                "networks": len(members(model)),
                 "members": [{k: v for k, v in t.items() if k in Settings.__dataclass_fields__} for t in trained]}
     run = runs.Run.create(TASK, settings)
     core.save_model(model, run.dir / "model.keras")
@@ -599,6 +600,13 @@ def describe_score(test: dict) -> str:
             f"character n-gram: {test['ngram']['bits_per_char']:.3f} bits, {test['ngram']['next_word_top3']:.1%}).")
 
 
+def reading_settings(card: dict) -> Settings:
+    """How a model reads text (its window, the held-out share), from its card; the rest stays default,
+    since an ensemble's card has no training settings of its own."""
+    saved = card.get("settings") or {}
+    return Settings(**{k: saved[k] for k in ("window", "holdout", "data_fraction") if k in saved})
+
+
 def load(name: str = TASK):
     """(KerasLM, vocab, card) of an active text model (`text` or `text-<corpus>`)."""
     path = core.model_path(name)  # resolved once: the vocabulary comes from the same version
@@ -662,7 +670,7 @@ def main(argv=None):
     if args.cmd == "evaluate":
         model = core.load_model(core.model_path(args.name))
         card = core.active_card(args.name) or {}
-        settings = Settings(**{k: v for k, v in card.get("settings", {}).items() if k in Settings.__dataclass_fields__})
+        settings = reading_settings(card)
         vocab = core.read_json(core.extra_path(args.name, "vocab.json"))
         train_ids, held_ids, _ = prepare(load_corpus(args.corpus, args.data_dir), settings, vocab)
         words = (core.read_json(core.extra_path(args.name, "words.json")) or {}).get("words")

@@ -266,7 +266,12 @@ def _maybe_promote(run: Run, name: str, card: dict, promote: str) -> None:
 def warm_start(model, path: str):
     """Copy the weights of a saved model with the same architecture (fine-tuning)."""
     if path:
-        model.set_weights(core.load_model(path).get_weights())
+        try:
+            model.set_weights(core.load_model(path).get_weights())
+        except ValueError as exc:  # another architecture (units, layers, an ensemble): say so in words
+            raise core.InvalidSettings(f"{path} is not a model of this architecture and size, so it cannot be "
+                                       "fine-tuned here: start from random weights or from a model trained "
+                                       "with these settings") from exc
     return model
 
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from conftest import TINY_TEXT as TINY
 
-from pipelines import core
+from pipelines import core, runs
 from pipelines import text as T
+from pipelines.training import warm_start
 
 
 class WordLM:
@@ -197,6 +198,12 @@ def test_an_ensemble_run_is_scored_and_gated_like_a_trained_one(tiny_text_model,
     lm, vocab, active = T.load()  # promoted: the page's loader reads it, words and all
     assert active["run"] == folder.name and vocab["words"] is not None
     assert T.suggest(lm, vocab, "the cat sat on the m").completions
+    T.main(["evaluate", "--corpus", str(corpus)])  # the command line reads the ensemble's card too
+    # An ensemble cannot be fine-tuned: the form says so, and a job started anyway fails in words.
+    errors = runs.field_errors("text", {"epochs": 1, "init_from": str(folder / "model.keras")})
+    assert "cannot be fine-tuned" in errors["init_from"]
+    with pytest.raises(core.InvalidSettings, match="not a model of this architecture"):
+        warm_start(T.build_model(T.Settings(units=32, embed=8), len(vocab["chars"])), str(folder / "model.keras"))
 
 
 def test_an_ensemble_needs_one_vocabulary(tiny_text_model, tmp_path):
