@@ -94,9 +94,10 @@ def bench_digits(data_dir) -> dict:
 
 
 def peak_rss_of(code: str) -> float:
-    """Peak resident memory (MB) of a fresh Python running `code`."""
-    out = subprocess.run([sys.executable, "-c", code + "\nimport resource;print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
-                         capture_output=True, text=True, cwd=core.ROOT, check=True)
+    """Peak resident memory (MB) of a fresh Python running `code`. From VmHWM, not getrusage: a child's
+    ru_maxrss keeps the parent's peak across fork and exec, so every figure read this bench's own peak."""
+    peak = "\nimport re;print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))"
+    out = subprocess.run([sys.executable, "-c", code + peak], capture_output=True, text=True, cwd=core.ROOT, check=True)
     return round(int(out.stdout.strip().splitlines()[-1]) / 1024, 1)
 
 
@@ -108,8 +109,7 @@ def text_heldout(model_path: Path, directory: Path) -> dict:
     vocab = core.read_json(core.extra_path("text", "vocab.json", model_path))
     words = (core.read_json(core.extra_path("text", "words.json", model_path)) or {}).get("words")
     card = core.read_json(model_path.with_name(core.CARD_FILE), {}) or {}
-    settings = text.Settings(**{k: v for k, v in card.get("settings", {}).items()
-                                if k in text.Settings.__dataclass_fields__})
+    settings = text.reading_settings(card)
     train_ids, held_ids, _ = text.prepare(text.load_corpus(None, directory), settings, vocab)
     return text.evaluate(core.load_model(model_path), vocab, train_ids, held_ids, settings.window,
                          words=text.Lexicon(words) if words else None)
@@ -122,7 +122,7 @@ def bench_text(data_dir) -> dict:
 
     directory = core.data_dir(data_dir)
     lm, vocab, card = text.load("text")  # the page's model, vocabulary and word list
-    settings = text.Settings(**{k: v for k, v in card["settings"].items() if k in text.Settings.__dataclass_fields__})
+    settings = text.reading_settings(card)
     train_ids = text.prepare(text.load_corpus(None, directory), settings, vocab)[0]
     report = text_heldout(core.model_path("text"), directory)
     if before := quality.first_version("text"):  # the model shipped before this round, measured the same way
