@@ -1,4 +1,4 @@
-"""Helpers shared by the pages: cached read-only models, the no-model path, cheap reruns."""
+"""Helpers shared by the pages: cached read-only models, the no-model path, cheap reruns, page changes."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def keep_clicked_page() -> None:
     200 ms wait, a Training tick) carries the page being left, so the click was lost: the app
     stayed on the old page (about 1 action in 300 with 20 visitors in bench.load). A fragment
     rerun never means to change pages, so here the page of the pending full rerun is kept.
-    Private API, with the version pinned: tests/test_common.py fails if the folding changes."""
+    Private API, with the version pinned: tests/test_page_changes.py fails if the folding changes."""
     from dataclasses import replace
 
     from streamlit.runtime.scriptrunner_utils import script_requests as sr
