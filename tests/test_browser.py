@@ -235,6 +235,12 @@ def test_tab_accepts_the_ghost_completion(text_tab):
     expect(box).to_be_focused()
 
 
+def test_an_empty_box_offers_words_without_grey_text_over_its_placeholder(text_tab):
+    text_box(text_tab)
+    text_tab.page.locator(".chips.complete button").first.wait_for(timeout=60_000)  # "the", "of", ...
+    expect(text_tab.page.locator(".ghost .hint")).to_have_text("")
+
+
 def test_a_long_paste_keeps_its_last_5000_characters_and_says_so(text_tab):
     box = text_box(text_tab)
     pasted = "".join(f"word{i} " for i in range(1000))[:6000]

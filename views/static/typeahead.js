@@ -97,7 +97,8 @@ function setup(root, api) {
 
     const atEnd = ta.selectionStart === value.length && document.activeElement !== null;
     typed.textContent = value;
-    hint.textContent = atEnd && state.best ? matchCase(partial, state.best).slice(partial.length) : "";
+    // No grey completion in an empty box: it would be drawn over the placeholder (the chips still offer it).
+    hint.textContent = atEnd && state.best && value ? matchCase(partial, state.best).slice(partial.length) : "";
     ghost.scrollTop = ta.scrollTop;
   };
 
