@@ -212,3 +212,21 @@ def test_an_ensemble_needs_one_vocabulary(tiny_text_model, tmp_path):
     (other.parent / "model.vocab.json").write_text('{"chars": ["a", "b"], "lowercase": true}')
     with pytest.raises(core.InvalidSettings, match="one vocabulary"):
         T.compose([run.dir / "model.keras", other], corpus=None)
+
+
+def test_an_ensemble_run_that_fails_says_why(tiny_text_model, tmp_path, monkeypatch):
+    run, _, _ = tiny_text_model
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("MODELS_DIR", str(tmp_path / "models"))
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text(TINY)
+
+    def broken(*args, **kwargs):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(T, "evaluate", broken)
+    with pytest.raises(ValueError, match="boom"):
+        T.compose([run.dir / "model.keras", _second_model(run.dir, tmp_path)], window=12, corpus=corpus)
+    (failed,) = runs.list_runs("text")
+    assert failed.state == "failed" and failed.status()["error"] == "ValueError: boom"
+    assert not (tmp_path / "models").exists() or core.active_card("text") is None  # nothing promoted
