@@ -101,20 +101,6 @@ def peak_rss_of(code: str) -> float:
     return round(int(out.stdout.strip().splitlines()[-1]) / 1024, 1)
 
 
-def text_heldout(model_path: Path, directory: Path) -> dict:
-    """Held-out figures of one text model file with its own vocabulary, words and window: the same
-    function and settings as its model card (pipelines.text.evaluate), so one measurement."""
-    from pipelines import text
-
-    vocab = core.read_json(core.extra_path("text", "vocab.json", model_path))
-    words = (core.read_json(core.extra_path("text", "words.json", model_path)) or {}).get("words")
-    card = core.read_json(model_path.with_name(core.CARD_FILE), {}) or {}
-    settings = text.reading_settings(card)
-    train_ids, held_ids, _ = text.prepare(text.load_corpus(None, directory), settings, vocab)
-    return text.evaluate(core.load_model(model_path), vocab, train_ids, held_ids, settings.window,
-                         words=text.Lexicon(words) if words else None)
-
-
 def bench_text(data_dir) -> dict:
     import keras
 
@@ -124,9 +110,10 @@ def bench_text(data_dir) -> dict:
     lm, vocab, card = text.load("text")  # the page's model, vocabulary and word list
     settings = text.reading_settings(card)
     train_ids = text.prepare(text.load_corpus(None, directory), settings, vocab)[0]
-    report = text_heldout(core.model_path("text"), directory)
+    # The same function and settings as the model cards (pipelines.text.evaluate): one measurement.
+    report = text.heldout_report(core.model_path("text"), data_dir=directory)
     if before := quality.first_version("text"):  # the model shipped before this round, measured the same way
-        report["before"] = text_heldout(Path(before), directory) | {"version": Path(before).parent.name}
+        report["before"] = text.heldout_report(before, data_dir=directory) | {"version": Path(before).parent.name}
     prompt = "the free spirit is a kind of man who has"[:40]
     latency = timed(lambda: text.suggest(lm, vocab, prompt), n=50)
     # Memory of one pass over all training windows through tf.data, for growing corpora.

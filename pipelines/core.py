@@ -440,8 +440,11 @@ def choice(*options):
     return check
 
 
+ARCHS = ("default", "baseline")  # what a pipeline can train (an ensemble is composed, not trained)
+
+
 def architecture(v):
-    if v not in ("default", "baseline"):
+    if v not in ARCHS:
         return f"unknown arch {v!r}: use default or baseline"
 
 

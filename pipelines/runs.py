@@ -416,7 +416,7 @@ def _init_problem(form: dict) -> str | None:
         return f"model {path} not found"
     card = core.read_json(path.with_name(core.CARD_FILE), {}) or {}
     arch = (card.get("settings") or {}).get("arch")
-    if arch and arch not in ("default", "baseline"):
+    if arch and arch not in core.ARCHS:
         return f"that model is an {arch} of trained models and cannot be fine-tuned: start from one of its networks"
     if arch and arch != form.get("arch", "default"):
         return f"that model is the {arch} architecture: pick {arch} above to fine-tune it"
@@ -549,7 +549,7 @@ SETTING_FLAGS = (("epochs", int), ("batch-size", int), ("learning-rate", float),
 
 def add_train_flags(parser, augment: bool = True) -> None:
     """The `train` flags every pipeline shares (they mirror the Training page's form)."""
-    parser.add_argument("--arch", choices=("default", "baseline"), default="default")
+    parser.add_argument("--arch", choices=core.ARCHS, default="default")
     for name, typ in SETTING_FLAGS:
         parser.add_argument(f"--{name}", type=typ)
     if augment:

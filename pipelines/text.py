@@ -418,6 +418,13 @@ def prepare(text: str, settings: Settings, vocab: dict | None = None):
     return train_ids, held_ids, vocab
 
 
+def beside(model_file, extra: str, name: str = TASK):
+    """A model file's JSON companion (`vocab.json`, `words.json`): a registry version's `<extra>`,
+    or a run folder's `model.<extra>`; None when it has none."""
+    path = Path(model_file)
+    return core.read_json(core.extra_path(name, extra, path)) or core.read_json(path.with_name(f"model.{extra}"))
+
+
 def train(settings: Settings, run, corpus=None, data_dir=None, promote: str = "never", text: str | None = None,
           name: str = TASK):
     import keras
@@ -430,8 +437,7 @@ def train(settings: Settings, run, corpus=None, data_dir=None, promote: str = "n
     keras.utils.set_random_seed(settings.seed)
     # Fine-tuning keeps the starting model's vocabulary: its embedding and output rows are those characters.
     start = Path(settings.init_from) if settings.init_from else None  # a registry version or a run folder
-    start_vocab = start and (core.read_json(core.extra_path(name, "vocab.json", start))
-                             or core.read_json(start.with_name("model.vocab.json")))
+    start_vocab = start and beside(start, "vocab.json", name)
     train_ids, held_ids, vocab = prepare(text, settings, start_vocab)
     words = build_words("".join(vocab["chars"][i] for i in train_ids))
     fit_ids, val_ids = split(train_ids, 0.05)  # validation inside the training part
@@ -462,14 +468,12 @@ def compose(model_paths: list, window: int = 40, corpus=None, data_dir=None, pro
     from pipelines.training import finish_run
 
     paths = [Path(p) for p in model_paths]
-    vocabs = [core.read_json(core.extra_path(TASK, "vocab.json", p)) or core.read_json(p.with_name("model.vocab.json"))
-              for p in paths]
+    vocabs = [beside(p, "vocab.json") for p in paths]
     if not vocabs[0] or any(v != vocabs[0] for v in vocabs):
         raise core.InvalidSettings("the models of an ensemble must share one vocabulary (a vocab.json beside each)")
     vocab = vocabs[0]
     text = load_corpus(corpus, data_dir)
-    settings = Settings(window=window)
-    train_ids, held_ids, _ = prepare(text, settings, vocab)
+    train_ids, held_ids, _ = prepare(text, Settings(window=window), vocab)
     words = build_words("".join(vocab["chars"][i] for i in train_ids))
     model = ensemble([core.load_model(p) for p in paths], len(vocab["chars"]))
     # What each network was trained with (its run's card), so the ensemble's card says how to make it again.
@@ -604,6 +608,21 @@ def describe_score(test: dict) -> str:
             f"character n-gram: {test['ngram']['bits_per_char']:.3f} bits, {test['ngram']['next_word_top3']:.1%}).")
 
 
+def heldout_report(model_file, name: str = TASK, corpus=None, data_dir=None, filter_words: bool = True) -> dict:
+    """`evaluate` of one model file with its own vocabulary, words and window, as its card was measured:
+    the command line (the active model) and the bench (the active model and the one before) both call this."""
+    path = Path(model_file)
+    card = (core.read_json(path.with_name(core.CARD_FILE)) if path.name == core.MODEL_FILE else core.active_card(name))
+    settings = reading_settings(card or {})
+    vocab = beside(path, "vocab.json", name)
+    train_ids, held_ids, _ = prepare(load_corpus(corpus, data_dir), settings, vocab)
+    words = None
+    if filter_words:
+        saved = (beside(path, "words.json", name) or {}).get("words")
+        words = Lexicon(saved or build_words("".join(vocab["chars"][i] for i in train_ids)))
+    return evaluate(core.load_model(path), vocab, train_ids, held_ids, settings.window, words=words)
+
+
 def reading_settings(card: dict) -> Settings:
     """How a model reads text (its window, the held-out share), from its card; the rest stays default,
     since an ensemble's card has no training settings of its own."""
@@ -672,14 +691,8 @@ def main(argv=None):
                           "generated": generate(lm, vocab, args.prompt, args.words, args.temperature)}, indent=1))
         return
     if args.cmd == "evaluate":
-        model = core.load_model(core.model_path(args.name))
-        card = core.active_card(args.name) or {}
-        settings = reading_settings(card)
-        vocab = core.read_json(core.extra_path(args.name, "vocab.json"))
-        train_ids, held_ids, _ = prepare(load_corpus(args.corpus, args.data_dir), settings, vocab)
-        words = (core.read_json(core.extra_path(args.name, "words.json")) or {}).get("words")
-        words = None if args.no_filter else Lexicon(words or build_words("".join(vocab["chars"][i] for i in train_ids)))
-        print(json.dumps(evaluate(model, vocab, train_ids, held_ids, settings.window, words=words), indent=1))
+        report = heldout_report(core.model_path(args.name), args.name, args.corpus, args.data_dir, not args.no_filter)
+        print(json.dumps(report, indent=1))
         return
     settings = runs.settings_from_args(Settings, args)
     settings = replace(settings, **{k: getattr(args, k) for k in ("window", "step") if getattr(args, k) is not None})

@@ -184,14 +184,20 @@ def test_an_ensemble_averages_its_networks_and_steps_like_its_full_model(tiny_te
         np.testing.assert_allclose(probs[0], full[t], atol=1e-5)
 
 
-def test_an_ensemble_run_is_scored_and_gated_like_a_trained_one(tiny_text_model, tmp_path, monkeypatch):
+@pytest.fixture
+def two_networks(tiny_text_model, tmp_path, monkeypatch):
+    """Two networks on one vocabulary, a corpus file, and empty run and model stores."""
     run, _, _ = tiny_text_model
     monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("MODELS_DIR", str(tmp_path / "models"))
     corpus = tmp_path / "tiny.txt"
     corpus.write_text(TINY)
-    folder = T.compose([run.dir / "model.keras", _second_model(run.dir, tmp_path)], window=12, corpus=corpus,
-                       promote="always")
+    return [run.dir / "model.keras", _second_model(run.dir, tmp_path)], corpus
+
+
+def test_an_ensemble_run_is_scored_and_gated_like_a_trained_one(two_networks):
+    paths, corpus = two_networks
+    folder = T.compose(paths, window=12, corpus=corpus, promote="always")
     card = core.read_json(folder / "card.json")
     assert card["settings"]["networks"] == 2 and card["score"]["name"] == "bits_per_char"
     assert {"bits_per_char", "next_word_top3", "ngram"} <= card["test"].keys()
@@ -214,19 +220,15 @@ def test_an_ensemble_needs_one_vocabulary(tiny_text_model, tmp_path):
         T.compose([run.dir / "model.keras", other], corpus=None)
 
 
-def test_an_ensemble_run_that_fails_says_why(tiny_text_model, tmp_path, monkeypatch):
-    run, _, _ = tiny_text_model
-    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("MODELS_DIR", str(tmp_path / "models"))
-    corpus = tmp_path / "tiny.txt"
-    corpus.write_text(TINY)
+def test_an_ensemble_run_that_fails_says_why(two_networks, tmp_path, monkeypatch):
+    paths, corpus = two_networks
 
     def broken(*args, **kwargs):
         raise ValueError("boom")
 
     monkeypatch.setattr(T, "evaluate", broken)
     with pytest.raises(ValueError, match="boom"):
-        T.compose([run.dir / "model.keras", _second_model(run.dir, tmp_path)], window=12, corpus=corpus)
+        T.compose(paths, window=12, corpus=corpus)
     (failed,) = runs.list_runs("text")
     assert failed.state == "failed" and failed.status()["error"] == "ValueError: boom"
     assert not (tmp_path / "models").exists() or core.active_card("text") is None  # nothing promoted
