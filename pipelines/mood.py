@@ -4,6 +4,7 @@
                                    [--labels fer2013|ferplus|mixed] [--label-mix 0.5] [--init-from models/mood.keras]
     python -m pipelines.mood evaluate [--data-dir DIR]
     python -m pipelines.mood predict PHOTO.jpg
+    python -m pipelines.mood adopt OUT/model.keras [--promote if-better]   (trained by pipelines.mood_accel)
     python -m pipelines.mood models | rollback [VERSION]
 
 Data, from --data-dir or $DATA_DIR, in any of the forms people have:
@@ -32,12 +33,13 @@ TASK = "mood"
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 SIZE = 48
 CONFIDENT = 0.45  # below this the page says the expression is unclear
+ARCHS = (*core.ARCHS, "wide")  # "wide" is sized for an accelerator (pipelines.mood_accel), not 2 CPU cores
 MAX_SIDE = 1280  # larger photos are scaled down before detection: same faces, bounded time
 
 
 @dataclass
 class Settings:
-    arch: str = "default"  # "default" or "baseline" (the seed's small CNN)
+    arch: str = "default"  # "default", "wide" (more filters, ~2M weights, for accelerators) or "baseline"
     epochs: int = 40
     batch_size: int = 64
     learning_rate: float = 2e-3
@@ -56,12 +58,17 @@ class Settings:
 
     def __post_init__(self):
         core.check_settings(self, label_smoothing=core.number(0, 1, low_open=False, high_open=True),
-                            class_weighting=core.flag, mixed_precision=core.flag)
+                            class_weighting=core.flag, mixed_precision=core.flag, arch=_architecture)
 
     @classmethod
     def baseline(cls) -> Settings:
         return cls(arch="baseline", epochs=30, learning_rate=1e-4, augment=False, class_weighting=False,
                    label_smoothing=0.0, mixed_precision=False)
+
+
+def _architecture(v):
+    if v not in ARCHS:
+        return f"unknown arch {v!r}: use default, wide or baseline"
 
 
 # ---------------------------------------------------------------- data
@@ -202,6 +209,12 @@ def build_model(settings: Settings):
         keras.mixed_precision.set_global_policy(previous)
 
 
+WIDTHS = {  # (filters, convs, dropout) per block
+    "default": ((32, 1, 0.1), (64, 2, 0.15), (128, 2, 0.2), (256, 2, 0.25)),
+    "wide": ((48, 2, 0.1), (96, 2, 0.15), (192, 2, 0.2), (288, 2, 0.25)),
+}
+
+
 def _build(settings: Settings):
     import keras
     from keras import layers
@@ -222,10 +235,11 @@ def _build(settings: Settings):
         x = layers.Flatten()(x)
         x = layers.Dense(1024, activation="relu")(x)
         x = layers.Dropout(0.5)(x)
-    elif settings.arch == "default":
+    elif settings.arch in WIDTHS:
         # VGG-style blocks with batch norm, global pooling: few parameters, little overfitting.
-        # One conv at full 48x48 resolution, where convs cost the most.
-        for filters, convs, drop in ((32, 1, 0.1), (64, 2, 0.15), (128, 2, 0.2), (256, 2, 0.25)):
+        # "default": one conv at full 48x48 resolution, where convs cost the most (sized for 2 CPU cores);
+        # "wide": two convs per block and ~1.6x the filters, ~2M weights (an 8 MB file; trained on a GPU).
+        for filters, convs, drop in WIDTHS[settings.arch]:
             for _ in range(convs):
                 x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
                 x = layers.BatchNormalization()(x)
@@ -238,7 +252,7 @@ def _build(settings: Settings):
         x = layers.ReLU()(x)
         x = layers.Dropout(0.4)(x)
     else:
-        raise ValueError(f"unknown arch {settings.arch!r}: use 'default' or 'baseline'")
+        raise ValueError(f"unknown arch {settings.arch!r}: use 'default', 'wide' or 'baseline'")
     outputs = layers.Dense(len(CLASSES), activation="softmax", dtype="float32")(x)  # softmax in float32
     return keras.Model(inputs, outputs, name=f"mood_{settings.arch}")
 
@@ -246,19 +260,26 @@ def _build(settings: Settings):
 _AUGMENT = None
 
 
+def augmentation(seed: int = 0):
+    """Flip, small rotation, shift, zoom and contrast of faces in [0, 1] (active only in training)."""
+    import keras
+
+    return keras.Sequential([
+        keras.layers.RandomFlip("horizontal", seed=seed),
+        keras.layers.RandomRotation(0.03, fill_mode="reflect", seed=seed),  # +-11 degrees
+        keras.layers.RandomTranslation(0.08, 0.08, fill_mode="reflect", seed=seed),
+        keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=seed),
+        keras.layers.RandomContrast(0.3, seed=seed),
+    ], name="augmentation")
+
+
 def augment_batch(x, seed: int = 0):
-    """Flip, small rotation, shift, zoom and contrast on a batch of faces in [0, 1]."""
+    """`augmentation` applied to a batch, clipped back to [0, 1]."""
     import keras
 
     global _AUGMENT
     if _AUGMENT is None:
-        _AUGMENT = keras.Sequential([
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(0.03, fill_mode="reflect", seed=seed),  # +-11 degrees
-            keras.layers.RandomTranslation(0.08, 0.08, fill_mode="reflect", seed=seed),
-            keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=seed),
-            keras.layers.RandomContrast(0.3, seed=seed),
-        ])
+        _AUGMENT = augmentation(seed)
     return keras.ops.clip(_AUGMENT(x, training=True), 0.0, 1.0)
 
 
@@ -324,6 +345,39 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data: 
         inspect=lambda m, folder: write_image_mistakes(folder, data.x_test, data.y_test, predict(m, data.x_test),
                                                        list(CLASSES)),
     )
+
+
+def adopt(model_file, data_dir=None, promote: str = "never", data: Data | None = None) -> Path:
+    """A run for a mood model trained elsewhere (pipelines.mood_accel on a lent GPU): its file, with the
+    settings and epochs written beside it (trained.json), evaluated on the original test
+    images, scored on the benchmark and gated here, by the same code as a training on this machine."""
+    from pipelines import runs
+    from pipelines.tracker import write_image_mistakes
+    from pipelines.training import finish_run
+
+    path = Path(model_file)
+    trained = core.read_json(path.with_name("trained.json"), {}) or {}
+    known = {k: v for k, v in trained.get("settings", {}).items() if k in Settings.__dataclass_fields__}
+    Settings(**known)  # the same validation as a training's settings
+    model = core.load_model(path)
+    if tuple(model.input_shape[1:]) != (SIZE, SIZE, 1) or model.output_shape[-1] != len(CLASSES):
+        raise core.InvalidSettings(f"{path} is not a mood model: it takes {model.input_shape[1:]} and gives "
+                                   f"{model.output_shape[-1]} classes, not 48x48x1 faces and {len(CLASSES)} moods")
+    data = data if data is not None else load_data(data_dir)
+    run = runs.Run.create(TASK, {**known, "trained_with": trained.get("trained_with", {}), "adopted_from": str(path)})
+    try:
+        for row in trained.get("history", []):
+            run.append_metric(row)
+        core.save_model(model, run.dir / "model.keras")
+        finish_run(run, model, run.settings(), lambda m: evaluate(m, data), "accuracy",
+                   data_hash=core.sha256_bytes(data.x_train.tobytes(), data.y_train.tobytes()), promote=promote,
+                   benchmark=benchmark(data),
+                   inspect=lambda m, folder: write_image_mistakes(folder, data.x_test, data.y_test,
+                                                                  predict(m, data.x_test), list(CLASSES)))
+    except BaseException as exc:  # the run store says why, instead of a run left "queued" for ever
+        run.set_status("failed", error=runs.error_text(exc))
+        raise
+    return run.dir
 
 
 def benchmark(data: Data):
@@ -524,9 +578,13 @@ def main(argv=None):
     e = sub.add_parser("evaluate", help="print test metrics of the active model as JSON")
     p = sub.add_parser("predict", help="moods of the faces in a photo")
     p.add_argument("photo")
+    a = sub.add_parser("adopt", help="a run for a model trained elsewhere (python -m pipelines.mood_accel)")
+    a.add_argument("model", help="its model.keras (with trained.json beside it)")
+    a.add_argument("--data-dir", help="folder with FER2013 (default: $DATA_DIR)")
+    a.add_argument("--promote", choices=("never", "always", "if-better"), default="never")
     for q in (t, e):
         q.add_argument("--data-dir", help="folder with FER2013 (default: $DATA_DIR)")
-    runs.add_train_flags(t)
+    runs.add_train_flags(t, archs=ARCHS)
     t.add_argument("--labels", choices=("fer2013", "ferplus", "mixed"), help="training targets (default fer2013)")
     t.add_argument("--label-mix", type=float, help="weight of the FER2013 one-hot in --labels mixed (default 0.5)")
     runs.add_registry_commands(sub)
@@ -534,6 +592,11 @@ def main(argv=None):
 
     if args.cmd in ("models", "rollback"):
         runs.registry_command(TASK, args)
+        return
+    if args.cmd == "adopt":
+        run_dir = adopt(args.model, args.data_dir, args.promote)
+        card = core.read_json(run_dir / core.CARD_FILE, {}) or {}
+        print(json.dumps({"run": run_dir.name, "test_accuracy": card.get("test", {}).get("accuracy")}))
         return
     if args.cmd == "predict":
         fn, _ = load()

@@ -416,7 +416,7 @@ def _init_problem(form: dict) -> str | None:
         return f"model {path} not found"
     card = core.read_json(path.with_name(core.CARD_FILE), {}) or {}
     arch = (card.get("settings") or {}).get("arch")
-    if arch and arch not in core.ARCHS:
+    if arch == "ensemble":
         return f"that model is an {arch} of trained models and cannot be fine-tuned: start from one of its networks"
     if arch and arch != form.get("arch", "default"):
         return f"that model is the {arch} architecture: pick {arch} above to fine-tune it"
@@ -547,9 +547,9 @@ def summary(run: Run) -> dict:
 SETTING_FLAGS = (("epochs", int), ("batch-size", int), ("learning-rate", float), ("data-fraction", float), ("seed", int))
 
 
-def add_train_flags(parser, augment: bool = True) -> None:
+def add_train_flags(parser, augment: bool = True, archs: tuple = core.ARCHS) -> None:
     """The `train` flags every pipeline shares (they mirror the Training page's form)."""
-    parser.add_argument("--arch", choices=core.ARCHS, default="default")
+    parser.add_argument("--arch", choices=archs, default="default")
     for name, typ in SETTING_FLAGS:
         parser.add_argument(f"--{name}", type=typ)
     if augment:
