@@ -39,6 +39,16 @@ def test_split_is_the_one_mood_train_makes(fer_dir, tmp_path):
     assert len(xf2) + len(xv2) == len(x) - 5
 
 
+def test_host_augmentation_keeps_shape_and_range_and_repeats_with_its_seed():
+    from conftest import synthetic_faces
+
+    x = mood.normalize(synthetic_faces(16)[0])
+    a = mood_accel.augment_faces(x, np.random.default_rng(1))
+    assert a.shape == x.shape and a.dtype == x.dtype and 0 <= a.min() and a.max() <= 1
+    np.testing.assert_array_equal(a, mood_accel.augment_faces(x, np.random.default_rng(1)))
+    assert np.abs(a - x).mean() > 0.01  # the faces did move
+
+
 def test_cosine_schedule_warms_up_then_decays_to_one_percent():
     lrs = [mood_accel.cosine_lr(1.0, e, 10) for e in range(12)]
     assert lrs[0] < lrs[1] < lrs[2] == 1.0
