@@ -33,13 +33,13 @@ TASK = "mood"
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 SIZE = 48
 CONFIDENT = 0.45  # below this the page says the expression is unclear
-ARCHS = (*core.ARCHS, "wide")  # "wide" is sized for an accelerator (pipelines.mood_accel), not 2 CPU cores
+ARCHS = (*core.ARCHS, "wide")  # what `train` and the Training page offer
 MAX_SIDE = 1280  # larger photos are scaled down before detection: same faces, bounded time
 
 
 @dataclass
 class Settings:
-    arch: str = "default"  # "default", "wide" (more filters, ~2M weights, for accelerators) or "baseline"
+    arch: str = "default"  # "default", "wide" (more filters, ~2M weights) or "baseline"
     epochs: int = 40
     batch_size: int = 64
     learning_rate: float = 2e-3
@@ -238,7 +238,7 @@ def _build(settings: Settings):
     elif settings.arch in WIDTHS:
         # VGG-style blocks with batch norm, global pooling: few parameters, little overfitting.
         # "default": one conv at full 48x48 resolution, where convs cost the most (sized for 2 CPU cores);
-        # "wide": two convs per block and ~1.6x the filters, ~2M weights (an 8 MB file; trained on a GPU).
+        # "wide": two convs per block and ~1.6x the filters, ~2M weights (an 8 MB file), as fast per epoch on 2 cores.
         for filters, convs, drop in WIDTHS[settings.arch]:
             for _ in range(convs):
                 x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)

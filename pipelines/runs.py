@@ -376,10 +376,15 @@ def settings_class(task: str):
     return importlib.import_module(f"pipelines.{task}").Settings
 
 
+def archs(task: str) -> tuple:
+    """The architectures a task's pipeline can train (its ARCHS, else the common ones)."""
+    return getattr(importlib.import_module(f"pipelines.{task}"), "ARCHS", core.ARCHS)
+
+
 def defaults(task: str, arch: str = "default") -> dict:
     """What the page's form starts from: the pipeline's own defaults for that architecture."""
     cls = settings_class(task)
-    return asdict(cls.baseline() if arch == "baseline" else cls())
+    return asdict(cls.baseline() if arch == "baseline" else replace(cls(), arch=arch))
 
 
 def lr_choices(default: float) -> list[float]:

@@ -46,6 +46,9 @@ def test_the_form_starts_from_each_tasks_own_defaults():
     assert form_values(at) == {"Epochs": 10, "Batch size": 128, "Learning rate": 1e-3}
     at.segmented_control[0].set_value("mood").run()
     assert form_values(at) == {"Epochs": 40, "Batch size": 64, "Learning rate": 2e-3}
+    assert list(at.radio(key="arch-mood").options) == ["default", "baseline", "wide"]  # the task's own choices
+    at.radio(key="arch-mood").set_value("wide").run()
+    assert not at.exception and form_values(at) == {"Epochs": 40, "Batch size": 64, "Learning rate": 2e-3}
 
 
 def test_finished_run_shows_evaluation_and_can_be_promoted():

@@ -25,7 +25,7 @@ def _error(errors: dict, field: str) -> None:
 
 def form(task: str, busy: bool) -> None:
     c0, c1 = st.columns(2)
-    arch = c0.radio("Architecture", ["default", "baseline"], horizontal=True, key=f"arch-{task}")
+    arch = c0.radio("Architecture", runs.archs(task), horizontal=True, key=f"arch-{task}")
     starts = runs.init_choices(task)
     start = c1.selectbox("Start from", list(starts), key=f"init-{task}",
                          help="fine-tune a registry version (same architecture) instead of random weights")
