@@ -1,6 +1,8 @@
 """Mood trained on a lent accelerator: the pack that travels, the same split as `mood train`, the time-budgeted
 schedule, and a model trained by the backend-neutral loop adopted here through the promotion gate (synthetic data)."""
 
+import json
+
 import numpy as np
 import pytest
 from test_mood_ferplus import write_data
@@ -56,7 +58,7 @@ def test_cosine_schedule_warms_up_then_decays_to_one_percent():
     assert lrs[10] == pytest.approx(0.01) and lrs[11] == pytest.approx(0.01)
 
 
-def test_a_model_trained_by_the_accelerator_loop_is_adopted_scored_and_gated(fer_dir, tmp_path):
+def test_a_model_trained_by_the_accelerator_loop_is_adopted_scored_and_gated(fer_dir, tmp_path, capsys):
     mood_accel.pack(tmp_path / "faces.npz", fer_dir)
     out = tmp_path / "out"
     info = mood_accel.train(mood.Settings(arch="default", batch_size=16, val_split=0.2), tmp_path / "faces.npz", out,
@@ -71,6 +73,9 @@ def test_a_model_trained_by_the_accelerator_loop_is_adopted_scored_and_gated(fer
     assert card["score"]["benchmark"].startswith("fer2013-test:") and "ferplus" in card["test"]
     assert [r["epoch"] for r in card["history"]] == list(range(len(info["history"])))
     assert core.active_card("mood")["run"] == run.id
+    mood.main(["adopt", str(out / "model.keras"), "--data-dir", str(fer_dir)])  # the command line: a second run
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["test_accuracy"] == card["test"]["accuracy"]
+    assert core.active_card("mood")["run"] == run.id  # --promote never by default
 
 
 def test_adopt_refuses_a_model_that_does_not_read_faces(fer_dir, tmp_path):
