@@ -58,17 +58,12 @@ class Settings:
 
     def __post_init__(self):
         core.check_settings(self, label_smoothing=core.number(0, 1, low_open=False, high_open=True),
-                            class_weighting=core.flag, mixed_precision=core.flag, arch=_architecture)
+                            class_weighting=core.flag, mixed_precision=core.flag, arch=core.choice(*ARCHS))
 
     @classmethod
     def baseline(cls) -> Settings:
         return cls(arch="baseline", epochs=30, learning_rate=1e-4, augment=False, class_weighting=False,
                    label_smoothing=0.0, mixed_precision=False)
-
-
-def _architecture(v):
-    if v not in ARCHS:
-        return f"unknown arch {v!r}: use default, wide or baseline"
 
 
 # ---------------------------------------------------------------- data
@@ -183,7 +178,30 @@ def not_a_face_rows(data_dir) -> np.ndarray | None:
     if path is None or not path.exists():
         return None
     with np.load(path) as f:
-        return f["votes_train"][:, 9] >= 5
+        return not_a_face(f["votes_train"])
+
+
+def not_a_face(raw_votes: np.ndarray) -> np.ndarray:
+    """Rows of raw FER+ votes (n, 10) where at least half the taggers say "not a face"."""
+    return np.asarray(raw_votes)[:, 9] >= 5
+
+
+def fit_split(settings: Settings, x: np.ndarray, y: np.ndarray, not_face: np.ndarray | None = None):
+    """What every mood training trains on, here or on a lent accelerator: ((x, targets, class weights) to
+    fit, (x, targets) to validate), drawn by the seed, without the rows FER+ calls "not a face"; the
+    weights are None without class weighting."""
+    if not_face is not None and len(not_face) == len(x):
+        x, y = x[~not_face], y[~not_face]  # FER+ "not a face" images teach nothing about expressions
+    rng = np.random.default_rng(settings.seed)
+    order = rng.permutation(len(x))[: max(2, int(len(x) * settings.data_fraction))]
+    n_val = max(1, int(len(order) * settings.val_split))
+    val, fit = order[:n_val], order[n_val:]
+    weights = None
+    if settings.class_weighting:
+        hard = y[fit].argmax(1)
+        cw = class_weights(hard)
+        weights = np.array([cw[int(c)] for c in hard], np.float32)
+    return (x[fit], y[fit], weights), (x[val], y[val])
 
 
 def class_weights(y: np.ndarray) -> dict[int, float]:
@@ -309,42 +327,38 @@ def make_dataset(x, y, batch_size: int, augment: bool, shuffle: bool, weights=No
 def train(settings: Settings, run, data_dir=None, promote: str = "never", data: Data | None = None):
     import keras
 
-    from pipelines.tracker import write_image_mistakes
     from pipelines.training import fit_and_save, warm_start
 
     data = data if data is not None else load_data(data_dir)
     keras.utils.set_random_seed(settings.seed)
-    x, y = data.x_train, targets(data.y_train, data.votes_train, settings.labels, settings.label_mix)
-    if (nf := not_a_face_rows(data_dir)) is not None and len(nf) == len(x):
-        x, y = x[~nf], y[~nf]  # FER+ "not a face" images teach nothing about expressions
-    rng = np.random.default_rng(settings.seed)
-    order = rng.permutation(len(x))[: max(2, int(len(x) * settings.data_fraction))]
-    n_val = max(1, int(len(order) * settings.val_split))
-    val, fit = order[:n_val], order[n_val:]
-    weights = None
-    hard = y.argmax(1)
-    if settings.class_weighting:
-        cw = class_weights(hard[fit])
-        weights = np.array([cw[int(c)] for c in hard[fit]], np.float32)
-    counts = np.bincount(hard[fit], minlength=len(CLASSES))
-    core.write_data_view(run.dir, dict(zip(CLASSES, counts)), x[fit], hard[fit])
+    y = targets(data.y_train, data.votes_train, settings.labels, settings.label_mix)
+    (x_fit, y_fit, weights), (x_val, y_val) = fit_split(settings, data.x_train, y, not_a_face_rows(data_dir))
+    hard = y_fit.argmax(1)
+    core.write_data_view(run.dir, dict(zip(CLASSES, np.bincount(hard, minlength=len(CLASSES)))), x_fit, hard)
     model = warm_start(build_model(settings), settings.init_from)
-    steps = int(np.ceil(len(fit) / settings.batch_size))
+    steps = int(np.ceil(len(x_fit) / settings.batch_size))
     lr = keras.optimizers.schedules.CosineDecay(settings.learning_rate, settings.epochs * steps, alpha=0.01)
     model.compile(keras.optimizers.Adam(lr),
                   keras.losses.CategoricalCrossentropy(label_smoothing=settings.label_smoothing),
                   metrics=["accuracy"])
     return fit_and_save(
         run, model,
-        make_dataset(x[fit], y[fit], settings.batch_size, settings.augment, True, weights, settings.seed),
-        make_dataset(x[val], y[val], 512, False, False),
-        settings=settings, epochs=settings.epochs, batch_size=settings.batch_size,
-        evaluate=lambda m: evaluate(m, data), score_key="accuracy",
-        data_hash=core.sha256_bytes(data.x_train.tobytes(), data.y_train.tobytes()), promote=promote,
-        benchmark=benchmark(data),
-        inspect=lambda m, folder: write_image_mistakes(folder, data.x_test, data.y_test, predict(m, data.x_test),
-                                                       list(CLASSES)),
+        make_dataset(x_fit, y_fit, settings.batch_size, settings.augment, True, weights, settings.seed),
+        make_dataset(x_val, y_val, 512, False, False),
+        settings=settings, epochs=settings.epochs, batch_size=settings.batch_size, promote=promote, **judged_on(data),
     )
+
+
+def judged_on(data: Data) -> dict:
+    """How every mood model is judged, after a training here or when adopted: its test metrics, the
+    training data's hash, the fixed benchmark and the mistakes the Training page shows."""
+    from pipelines.tracker import write_image_mistakes
+
+    return {"evaluate": lambda m: evaluate(m, data), "score_key": "accuracy",
+            "data_hash": core.sha256_bytes(data.x_train.tobytes(), data.y_train.tobytes()),
+            "benchmark": benchmark(data),
+            "inspect": lambda m, folder: write_image_mistakes(folder, data.x_test, data.y_test,
+                                                              predict(m, data.x_test), list(CLASSES))}
 
 
 def adopt(model_file, data_dir=None, promote: str = "never", data: Data | None = None) -> Path:
@@ -352,7 +366,6 @@ def adopt(model_file, data_dir=None, promote: str = "never", data: Data | None =
     settings and epochs written beside it (trained.json), evaluated on the original test
     images, scored on the benchmark and gated here, by the same code as a training on this machine."""
     from pipelines import runs
-    from pipelines.tracker import write_image_mistakes
     from pipelines.training import finish_run
 
     path = Path(model_file)
@@ -365,18 +378,11 @@ def adopt(model_file, data_dir=None, promote: str = "never", data: Data | None =
                                    f"{model.output_shape[-1]} classes, not 48x48x1 faces and {len(CLASSES)} moods")
     data = data if data is not None else load_data(data_dir)
     run = runs.Run.create(TASK, {**known, "trained_with": trained.get("trained_with", {}), "adopted_from": str(path)})
-    try:
+    with runs.running(run):  # the run store says how it ended, instead of a run left "queued" for ever
         for row in trained.get("history", []):
             run.append_metric(row)
         core.save_model(model, run.dir / "model.keras")
-        finish_run(run, model, run.settings(), lambda m: evaluate(m, data), "accuracy",
-                   data_hash=core.sha256_bytes(data.x_train.tobytes(), data.y_train.tobytes()), promote=promote,
-                   benchmark=benchmark(data),
-                   inspect=lambda m, folder: write_image_mistakes(folder, data.x_test, data.y_test,
-                                                                  predict(m, data.x_test), list(CLASSES)))
-    except BaseException as exc:  # the run store says why, instead of a run left "queued" for ever
-        run.set_status("failed", error=runs.error_text(exc))
-        raise
+        finish_run(run, model, run.settings(), promote=promote, **judged_on(data))
     return run.dir
 
 

@@ -70,20 +70,11 @@ def unpack(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def split(settings: mood.Settings, x, y, votes):
-    """Targets, not-a-face filter, validation split and class weights exactly as mood.train makes them."""
+    """Targets (mood.targets) and mood.fit_split, as `mood train` makes them, with faces in [0, 1]."""
     t = mood.targets(y, mood.ferplus_votes(votes), settings.labels, settings.label_mix)
-    keep = ~(votes[:, 9] >= 5)  # mood.not_a_face_rows
-    x, t = x[keep], t[keep]
-    rng = np.random.default_rng(settings.seed)
-    order = rng.permutation(len(x))[: max(2, int(len(x) * settings.data_fraction))]
-    n_val = max(1, int(len(order) * settings.val_split))
-    val, fit = order[:n_val], order[n_val:]
-    hard = t.argmax(1)
-    w = np.ones(len(fit), np.float32)
-    if settings.class_weighting:
-        cw = mood.class_weights(hard[fit])
-        w = np.array([cw[int(c)] for c in hard[fit]], np.float32)
-    return (mood.normalize(x[fit]), t[fit], w), (mood.normalize(x[val]), t[val])
+    (xf, tf, w), (xv, tv) = mood.fit_split(settings, x, t, mood.not_a_face(votes))
+    w = np.ones(len(xf), np.float32) if w is None else w
+    return (mood.normalize(xf), tf, w), (mood.normalize(xv), tv)
 
 
 def augment_faces(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -220,6 +211,10 @@ def _device() -> str:
         return "unknown"
 
 
+SETTING_FLAGS = (("arch", str), ("labels", str), ("label_mix", float), ("learning_rate", float), ("batch_size", int),
+                 ("label_smoothing", float), ("seed", int), ("data_fraction", float))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m pipelines.mood_accel", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -229,8 +224,7 @@ def main(argv=None):
     t = sub.add_parser("train", help="train on a pack with any Keras backend")
     t.add_argument("pack")
     t.add_argument("out")
-    for flag, kind in (("arch", str), ("labels", str), ("label_mix", float), ("learning_rate", float),
-                       ("batch_size", int), ("label_smoothing", float), ("seed", int), ("data_fraction", float)):
+    for flag, kind in SETTING_FLAGS:
         t.add_argument("--" + flag.replace("_", "-"), type=kind)
     t.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     t.add_argument("--weight-decay", type=float, default=0.0)
@@ -240,8 +234,7 @@ def main(argv=None):
     if args.cmd == "pack":
         print(json.dumps(pack(Path(args.out), args.data_dir)))
         return
-    overrides = {k: getattr(args, k) for k in ("arch", "labels", "label_mix", "learning_rate", "batch_size",
-                                              "label_smoothing", "seed", "data_fraction") if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k, _ in SETTING_FLAGS if getattr(args, k) is not None}
     settings = mood.Settings(**{"arch": "wide", "batch_size": 128, **overrides})
     info = train(settings, Path(args.pack), Path(args.out), args.optimizer, args.weight_decay, args.budget_s,
                  args.max_epochs)

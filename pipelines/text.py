@@ -483,7 +483,7 @@ def compose(model_paths: list, window: int = 40, corpus=None, data_dir=None, pro
                 "members": [{k: v for k, v in t.items() if k in Settings.__dataclass_fields__} for t in trained]}
     run = runs.Run.create(TASK, settings)
     corpus_name = Path(corpus).stem if corpus else "nietzsche"
-    try:
+    with runs.running(run):  # the run store says how it ended, instead of a run left "queued" for ever
         core.save_model(model, run.dir / "model.keras")
         finish_run(run, model, settings,
                    lambda m: evaluate(m, vocab, train_ids, held_ids, window, words=Lexicon(words)), "bits_per_char",
@@ -491,9 +491,6 @@ def compose(model_paths: list, window: int = 40, corpus=None, data_dir=None, pro
                    extras={"vocab.json": vocab, "words.json": {"words": words}}, promote=promote,
                    card_extra={"corpus": corpus_name, "corpus_chars": len(text), "vocab_size": len(vocab["chars"])},
                    benchmark=benchmark_for(TASK, text, corpus_name, corpus, data_dir))
-    except BaseException as exc:  # the run store says why, instead of a run left "queued" for ever
-        run.set_status("failed", error=runs.error_text(exc))
-        raise
     return run.dir
 
 
