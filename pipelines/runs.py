@@ -570,7 +570,7 @@ def add_train_flags(parser, augment: bool = True, archs: tuple = core.ARCHS) -> 
 def settings_from_args(settings_cls, args):
     """The pipeline's settings: its default (or baseline), overridden by the flags given.
     Built with dataclasses.replace, so the dataclass validates the result (InvalidSettings)."""
-    settings = settings_cls.baseline() if args.arch == "baseline" else settings_cls()
+    settings = settings_cls.baseline() if args.arch == "baseline" else replace(settings_cls(), arch=args.arch)
     names = {f.name for f in fields(settings_cls)}
     overrides = {}
     for name, _ in SETTING_FLAGS + (("units", int), ("dropout", float), ("init-from", str), ("augment", bool)):

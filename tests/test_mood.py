@@ -1,12 +1,14 @@
 """Unit tests of pipelines.mood (data forms, faces, model, training) and pipelines.songs."""
 
+import argparse
+
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import face_photo, jpeg, synthetic_faces
 
-from pipelines import core, mood, songs
+from pipelines import core, mood, runs, songs
 
 
 def test_load_npz_csv_and_folders(tmp_path):
@@ -53,6 +55,13 @@ def test_model_shapes(arch):
     assert model.output_shape == (None, 7)
     probs = mood.predict(model, np.zeros((3, 48, 48), np.uint8))
     assert probs.shape == (3, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_command_line_arch_is_the_one_trained():
+    parser = argparse.ArgumentParser()
+    runs.add_train_flags(parser, archs=mood.ARCHS)
+    for arch in mood.ARCHS:
+        assert runs.settings_from_args(mood.Settings, parser.parse_args(["--arch", arch])).arch == arch
 
 
 def test_augment_keeps_range():
