@@ -114,6 +114,7 @@ def test_the_canvas_fits_its_column_and_a_stroke_at_its_right_edge_counts(app_ur
     x = box["x"] + box["width"] - 22  # a "1" drawn along the right edge
     stroke(tab, [(x, box["y"] + 0.15 * box["height"] + i * 0.07 * box["height"]) for i in range(11)])
     expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)
+    assert page.evaluate("window.__penUpSends") == 1  # sent at pen-up, not after the canvas's 200 ms wait
     expect(page.get_by_text("what the model sees")).to_be_visible()
     page.wait_for_function("""() => [...document.querySelectorAll('[data-testid=stImage] img')]
                                     .some(i => i.complete && i.naturalWidth > 0)""", timeout=30_000)

@@ -2,10 +2,37 @@
 // corner until the mouse hovers it. A finger cannot hover: strokes that start in that corner go to
 // the invisible toolbar and are lost. Give the toolbar a place of its own above the canvas, always
 // shown, so every stroke on the drawing area counts (and undo is there on phones too).
+//
+// The canvas also waits 200 ms after each pen-up before it tells the app (a debounce inside the
+// component, not a setting), the larger part of the wait for a reading when one person draws. At
+// pen-up this presses the toolbar's own "Update the app with this drawing" button instead, which
+// sends the drawing at once and cancels the pending send: one message per stroke, as before.
 const STYLE = `
   :host { display: block; padding-top: 2.8rem; }
   .dc-toolbar, .dc-toolbar:hover, .dc-toolbar:focus-within { top: -2.75rem !important; opacity: 1 !important; }
 `;
+
+const SEND = 'button[title="Update the app with this drawing"]';
+
+function sendOnPenUp(root) {
+  if (root.__sendOnPenUp) return;
+  root.__sendOnPenUp = true;
+  let drawing = false;
+  root.addEventListener("pointerdown", (e) => { drawing = e.target.tagName === "CANVAS"; }, true);
+  // The pen may be lifted outside the canvas: listen on the window, as the canvas itself does.
+  window.addEventListener("pointerup", () => {
+    if (!drawing) return;
+    drawing = false;
+    // After the canvas has handled this pen-up: it adds the stroke in a microtask of its own
+    // mouseup or touchend handler, which may come in a later task than this pointerup.
+    setTimeout(() => {
+      const button = root.host.isConnected && root.querySelector(SEND);
+      if (!button) return;
+      button.click();
+      window.__penUpSends = (window.__penUpSends || 0) + 1;
+    }, 20);
+  }, true);
+}
 
 function pinToolbars() {
   for (const host of document.querySelectorAll("[data-testid=stBidiComponentIsolated]")) {
@@ -22,6 +49,7 @@ function pinToolbars() {
       style.textContent = STYLE;
       root.appendChild(style);
     }
+    if (root.querySelector(SEND)) sendOnPenUp(root);
   }
 }
 
