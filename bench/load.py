@@ -75,8 +75,11 @@ window.__lt.shadow = (selector) => [...document.querySelectorAll('[data-testid=s
 SHOWN = {
     "digits": "() => { const m = document.querySelector('[data-testid=stMetricValue]'); return m && m.textContent.trim(); }",
     "text": "() => window.__lt.shadow(`.ta[data-for=\"${window.__lt.prompt}\"]`)",
-    "mood": "() => [...document.querySelectorAll('[data-testid=stImageCaption]')]"
-            ".some(e => e.textContent.includes('face(s) found'))",
+    # The reading and the photo with its boxes, loaded (a visitor who left before the photo arrived would make
+    # the server drop it mid-request: a 404 that no person, who looks at the photo first, would cause).
+    "mood": "() => [...document.querySelectorAll('[data-testid=stImage]')].some(e => "
+            "e.textContent.includes('face(s) found') && [...e.querySelectorAll('img')]"
+            ".some(i => i.complete && i.naturalWidth > 0))",
 }
 
 
