@@ -277,7 +277,8 @@ def load_rows(lo: dict, row) -> None:
     if lo.get("chromium"):
         row("load: how it was run", f"{lo['chromium']}; each visitor {lo.get('visitor', '')}; in-page times from the "
             "visitor's event to the first frame showing the result (a stroke is sent at pen-up: the page presses the "
-            "canvas's own send button rather than wait out its 200 ms debounce)")
+            "canvas's own send button rather than wait out its 200 ms debounce; a mood result counts once the photo "
+            "with its boxes has loaded)")
     if m := lo.get("sessions_memory"):
         row(f"load: {m['sessions']} sessions opened and closed, server RSS",
             f"{m['rss_before_mb']:.0f} MB -> {m['rss_after_mb']:.0f} MB ({m['growth']:+.1%}), {m['failures']} failures")
