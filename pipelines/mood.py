@@ -256,7 +256,7 @@ def _build(settings: Settings):
     elif settings.arch in WIDTHS:
         # VGG-style blocks with batch norm, global pooling: few parameters, little overfitting.
         # "default": one conv at full 48x48 resolution, where convs cost the most (sized for 2 CPU cores);
-        # "wide": two convs per block and ~1.6x the filters, ~2M weights (an 8 MB file), as fast per epoch on 2 cores.
+        # "wide": two convs per block and ~1.6x the filters, ~2M weights (an 8 MB file), twice the time per epoch on 2 cores.
         for filters, convs, drop in WIDTHS[settings.arch]:
             for _ in range(convs):
                 x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)

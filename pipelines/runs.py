@@ -381,10 +381,15 @@ def archs(task: str) -> tuple:
     return getattr(importlib.import_module(f"pipelines.{task}"), "ARCHS", core.ARCHS)
 
 
+def base_settings(cls, arch: str = "default"):
+    """A pipeline's own defaults for an architecture (the baseline has settings of its own): what the page's
+    form, its validation and the command line all start from."""
+    return cls.baseline() if arch == "baseline" else replace(cls(), arch=arch)
+
+
 def defaults(task: str, arch: str = "default") -> dict:
     """What the page's form starts from: the pipeline's own defaults for that architecture."""
-    cls = settings_class(task)
-    return asdict(cls.baseline() if arch == "baseline" else replace(cls(), arch=arch))
+    return asdict(base_settings(settings_class(task), arch))
 
 
 def lr_choices(default: float) -> list[float]:
@@ -454,7 +459,7 @@ def field_errors(task: str, form: dict) -> dict[str, str]:
 def settings_for(task: str, form: dict):
     """The settings a run will use for the page's choices; raises InvalidSettings in one line."""
     cls = settings_class(task)
-    base = cls.baseline() if form.get("arch") == "baseline" else cls()
+    base = base_settings(cls, form.get("arch") or "default")
     names = {f.name for f in fields(cls)}
     return replace(base, **{k: form[k] for k in FORM_KEYS if k in names and form.get(k) is not None})
 
@@ -570,7 +575,7 @@ def add_train_flags(parser, augment: bool = True, archs: tuple = core.ARCHS) -> 
 def settings_from_args(settings_cls, args):
     """The pipeline's settings: its default (or baseline), overridden by the flags given.
     Built with dataclasses.replace, so the dataclass validates the result (InvalidSettings)."""
-    settings = settings_cls.baseline() if args.arch == "baseline" else replace(settings_cls(), arch=args.arch)
+    settings = base_settings(settings_cls, args.arch)
     names = {f.name for f in fields(settings_cls)}
     overrides = {}
     for name, _ in SETTING_FLAGS + (("units", int), ("dropout", float), ("init-from", str), ("augment", bool)):
