@@ -14,24 +14,28 @@ const STYLE = `
 
 const SEND = 'button[title="Update the app with this drawing"]';
 
-function sendOnPenUp(root) {
-  if (root.__sendOnPenUp) return;
-  root.__sendOnPenUp = true;
-  let drawing = false;
-  root.addEventListener("pointerdown", (e) => { drawing = e.target.tagName === "CANVAS"; }, true);
-  // The pen may be lifted outside the canvas: listen on the window, as the canvas itself does.
-  window.addEventListener("pointerup", () => {
-    if (!drawing) return;
-    drawing = false;
-    // After the canvas has handled this pen-up: it adds the stroke in a microtask of its own
-    // mouseup or touchend handler, which may come in a later task than this pointerup.
-    setTimeout(() => {
-      const button = root.host.isConnected && root.querySelector(SEND);
-      if (!button) return;
-      button.click();
-      window.__penUpSends = (window.__penUpSends || 0) + 1;
-    }, 20);
-  }, true);
+let penDownIn = null; // the canvas (its shadow root) where the pen last went down
+let listening = false;
+
+function watchPen(root) {
+  if (root.__watchPen) return;
+  root.__watchPen = true;
+  root.addEventListener("pointerdown", (e) => { penDownIn = e.target.tagName === "CANVAS" ? root : null; }, true);
+}
+
+// On the window: the pen may be lifted outside the canvas, as the canvas itself knows.
+function sendAtPenUp() {
+  const root = penDownIn;
+  penDownIn = null;
+  if (!root) return;
+  // After the canvas has handled this pen-up: it adds the stroke in a microtask of its own
+  // mouseup or touchend handler, which may come in a later task than this pointerup.
+  setTimeout(() => {
+    const button = root.host.isConnected && root.querySelector(SEND);
+    if (!button) return;
+    button.click();
+    window.__penUpSends = (window.__penUpSends || 0) + 1;
+  }, 20);
 }
 
 function pinToolbars() {
@@ -49,7 +53,7 @@ function pinToolbars() {
       style.textContent = STYLE;
       root.appendChild(style);
     }
-    if (root.querySelector(SEND)) sendOnPenUp(root);
+    if (root.querySelector(SEND)) watchPen(root);
   }
 }
 
@@ -59,5 +63,10 @@ export default function () {
     // A canvas mounts after this component, and again when it is cleared.
     window.__toolbarObserver = new MutationObserver(pinToolbars);
     window.__toolbarObserver.observe(document.body, { childList: true, subtree: true });
+  }
+  if (!listening) {
+    // Beside this module's own state (penDownIn), whichever copy of the module watches the canvas.
+    window.addEventListener("pointerup", sendAtPenUp, true);
+    listening = true;
   }
 }
