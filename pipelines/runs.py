@@ -200,13 +200,14 @@ def _lock_path(task: str) -> Path:
     return core.runs_dir() / task / ".job.lock"
 
 
-def job_holder(task: str) -> dict | None:
-    """Who holds the task's job lock ({run, pid, started}), or None when no job runs."""
+def job_holder(task: str, wait_s: float = 0) -> dict | None:
+    """Who holds the task's job lock ({run, pid, started}), or None when no job runs (or it is
+    released within `wait_s`)."""
     from filelock import FileLock, Timeout
 
     if not _lock_path(task).exists():
         return None
-    lock = FileLock(_lock_path(task), timeout=0)
+    lock = FileLock(_lock_path(task), timeout=wait_s)
     try:
         lock.acquire()
     except Timeout:
@@ -263,7 +264,10 @@ def launch(task: str, args: list[str], engine=None) -> Run:
     from pipelines import engines
 
     engine = engine if isinstance(engine, engines.Engine) else engines.choose(engine)
-    if (holder := job_holder(task)) is not None:
+    holder = job_holder(task)
+    if holder is not None and Run(core.runs_dir() / task / str(holder.get("run"))).state not in ACTIVE_STATES:
+        holder = job_holder(task, wait_s=10)  # it has written its end state and is letting go of the lock
+    if holder is not None:
         raise core.JobRunning(describe_job(task, holder))
     if (running := active_run(task)) is not None:
         raise core.JobRunning(describe_job(task, {"run": running.id, **running.status()}))

@@ -62,7 +62,9 @@ class MetricsLogger(keras.callbacks.Callback):
         self.run.set_status("running", epochs=self.params.get("epochs"), steps=self.params.get("steps"))
 
     def on_train_end(self, logs=None):
-        self.run.in_fit = False
+        # A Stop this loop took is finished by train() (best checkpoint kept): the stop watcher
+        # must not interrupt that wrap-up and record it as a stop outside training.
+        self.run.in_fit = self.run.stop_requested()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.epoch_t0, self.seen = epoch, time.time(), 0

@@ -1,10 +1,12 @@
 """Integration: training jobs started the way the Training page starts them."""
 
+import threading
+import time
 
 import pytest
 from conftest import wait_for
 
-from pipelines import core, runs
+from pipelines import core, engines, runs
 
 
 def form(mnist_dir, **kw):
@@ -70,7 +72,34 @@ def test_stop_keeps_the_best_checkpoint_and_promotes_nothing(mnist_dir):
     run.request_stop()
     wait_for(lambda: run.state not in runs.ACTIVE_STATES, timeout=60)
     assert run.state == "stopped" and (run.dir / "best.keras").exists()
+    assert "best checkpoint kept" in run.status()["error"]  # taken by the loop, not the stop watcher
     assert not core.model_path("digits").exists()
+
+
+def test_a_job_that_has_ended_but_still_lets_go_of_its_lock_does_not_refuse_the_next():
+    """The end state is written a moment before the process lets go of the task's lock: a new job
+    asked for in that moment (the page shows the run finished) waits for it instead of being refused."""
+    ended = runs.Run.create("digits", {})
+    ended.set_status("finished")
+    held, submitted = threading.Event(), []
+
+    def ending_job():
+        with runs.job_lock("digits"):
+            runs.record_holder("digits", ended)
+            held.set()
+            time.sleep(0.5)
+
+    class Recording(engines.Engine):
+        def submit(self, run, args):
+            submitted.append(run)
+
+    thread = threading.Thread(target=ending_job)
+    thread.start()
+    held.wait()
+    assert runs.job_holder("digits")["run"] == ended.id  # the lock is still held
+    run = runs.launch("digits", [], engine=Recording())
+    thread.join()
+    assert submitted == [run]
 
 
 def test_a_crash_is_recorded_with_its_message(tmp_path):
