@@ -192,13 +192,50 @@ def load_model(path: Path):
     import keras  # imported late: pages that only show a message stay fast
 
     try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
+        return in_float32(keras.models.load_model(path, compile=False, safe_mode=True))
     except Exception as exc:  # keras raises many types for a bad zip or config
         raise ModelUnavailable(
             f"The model file {path} could not be read ({type(exc).__name__}: {str(exc).strip().rstrip('.')}). "
             f"Roll back to an earlier version on the Training page (or `python -m pipelines.{task} rollback`), "
             "or retrain it."
         ) from exc
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX). Mixed-precision training
+    is ~1.5x faster there and ~3x slower elsewhere (measured: a wide mood step of 64 faces 1.63 s
+    in bfloat16 against 0.52 s in float32 on a Xeon without them)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def in_float32(model):
+    """The same network and weights, computing in float32. A model trained with mixed precision
+    (bfloat16 compute, float32 weights) is read in float32 everywhere: CPUs without native bfloat16
+    (no AVX512-BF16 or AMX) emulate it, measured 3x slower per face (mood: 85 vs 31 ms for 10 views),
+    and the readings are the same (FER2013 test 68.24% in float32, 68.25% in bfloat16)."""
+    config = model.get_config()
+    if '"mixed_' not in json.dumps(config):
+        return model
+    import keras
+
+    def float32(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy":
+                node["config"]["name"] = "float32"
+            for value in node.values():
+                float32(value)
+        elif isinstance(node, list):
+            for value in node:
+                float32(value)
+
+    float32(config)
+    copy = type(model).from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def check_active(task: str) -> str | None:
