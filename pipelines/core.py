@@ -220,7 +220,6 @@ def in_float32(model):
     config = model.get_config()
     if '"mixed_' not in json.dumps(config):
         return model
-    import keras
 
     def float32(node):
         if isinstance(node, dict):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import re
 import urllib.parse
 from pathlib import Path
 
@@ -111,6 +112,11 @@ def validate(df: pd.DataFrame) -> pd.DataFrame:
             raise CatalogError(f"Row {empty[0] + 2}, column '{col}': expected a name, found nothing.")
     df["tags"] = df["tags"].fillna("").astype(str)
     return df[COLUMNS].reset_index(drop=True)
+
+
+def md(text) -> str:
+    """Text that a markdown table shows as itself (a catalog may hold |, *, [, $ or <)."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", str(text))
 
 
 def search_link(title: str, artist: str) -> str:

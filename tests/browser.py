@@ -116,6 +116,11 @@ def chromium(video: Path | None = None):
             browser.close()
 
 
+def songs_table(page):
+    """The Mood page's table of songs (a markdown table: song, genre, listen)."""
+    return page.get_by_test_id("stMarkdown").locator("table").filter(has_text="listen")
+
+
 def wait_for_app(page, timeout: float = 60_000) -> None:
     """Until the page's script has run: the app's navigation is there and nothing is running."""
     page.get_by_test_id("stSidebarNav").wait_for(state="attached", timeout=timeout)

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from browser import DESKTOP, NAV, PHONE, chromium, streamlit_server, wait_for_app
+from browser import DESKTOP, NAV, PHONE, chromium, songs_table, streamlit_server, wait_for_app
 from conftest import REAL_MODELS, face_photo, jpeg, synthetic_mnist
 from playwright.sync_api import expect
 
@@ -264,7 +264,7 @@ def test_an_uploaded_photo_and_catalogs(app_url, open_tab, tmp_path, size):
     (tmp_path / "face.jpg").write_bytes(jpeg(face_photo()))
     page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(tmp_path / "face.jpg")
     expect(page.get_by_text("1 face(s) found")).to_be_visible(timeout=60_000)
-    expect(page.get_by_test_id("stDataFrame")).to_be_visible()
+    expect(songs_table(page)).to_be_visible()
     tab.shot(f"mood-upload-{size}")
     assert tab.sideways_scroll() <= 0
 
@@ -272,14 +272,14 @@ def test_an_uploaded_photo_and_catalogs(app_url, open_tab, tmp_path, size):
     header = "title;artist;year;genre;valence;energy;tags\n"
     (tmp_path / "semicolons.csv").write_bytes((header + "Café Olé;Zoë;1999;jazz;0,5;0,5;calm\n").encode("cp1252"))
     catalogs.set_input_files(tmp_path / "semicolons.csv")
-    expect(page.get_by_test_id("stDataFrame")).to_contain_text("Café Olé · Zoë (1999)", timeout=60_000)
+    expect(songs_table(page)).to_contain_text("Café Olé · Zoë (1999)", timeout=60_000)
     (tmp_path / "broken.csv").write_bytes(b"title,artist,year,genre,valence,energy,tags\nA,B,2000,pop,loud,0.5,\n")
     catalogs.set_input_files(tmp_path / "broken.csv")
     warning = page.get_by_test_id("stAlertContentWarning")
     expect(warning).to_contain_text("Row 2, column 'valence': expected a number between 0 and 1, found 'loud'",
                                     timeout=60_000)
     expect(warning).to_contain_text("built-in catalog")
-    expect(page.get_by_test_id("stDataFrame")).to_be_visible()  # the songs are still there
+    expect(songs_table(page)).to_be_visible()  # the songs are still there
     tab.shot(f"mood-bad-catalog-{size}")
     assert tab.sideways_scroll() <= 0 and tab.problems == []
     tab.context.close()

@@ -2,7 +2,7 @@
 Its own module: the camera needs a browser started with the fake video."""
 
 import pytest
-from browser import DESKTOP, chromium, streamlit_server, write_y4m
+from browser import DESKTOP, chromium, songs_table, streamlit_server, write_y4m
 from conftest import face_photo
 from playwright.sync_api import expect
 from test_browser import server_env
@@ -23,5 +23,5 @@ def test_webcam_snapshot_of_a_face_gets_a_mood_and_songs(tmp_path):
         camera.get_by_role("button", name="Take photo").click()
         expect(page.get_by_text("1 face(s) found")).to_be_visible(timeout=60_000)
         expect(page.get_by_text("Songs for this mood")).to_be_visible()
-        expect(page.get_by_test_id("stDataFrame")).to_be_visible()
+        expect(songs_table(page)).to_be_visible()
         tab.shot("mood-webcam-desktop")

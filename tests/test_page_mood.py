@@ -20,6 +20,12 @@ def upload(at, name: str, data: bytes, mime="image/jpeg"):
     return at.file_uploader[0].set_value((name, data, mime)).run()
 
 
+def song_rows(at) -> list[str]:
+    """The rows of the songs table (a markdown table: song, genre, listen link)."""
+    table = next(m.value for m in at.markdown if m.value.startswith("| song | genre | listen |"))
+    return table.splitlines()[2:]
+
+
 def test_no_model_gives_a_clear_message():
     at = run_page()
     assert not at.exception and "No trained model" in at.info[0].value
@@ -30,7 +36,7 @@ def test_a_face_gets_a_mood_and_songs(tiny_mood_model, monkeypatch):
     at = snapshot(run_page(), jpeg(face_photo()))
     assert not at.exception
     assert at.subheader[0].value.split(" ")[0] in {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "unclear,"}
-    assert len(at.dataframe[0].value) == 8
+    assert len(song_rows(at)) == 8 and all("[search ↗](https://www.youtube.com/results?" in r for r in song_rows(at))
     assert "never stored" in at.caption[0].value
 
 
@@ -60,7 +66,7 @@ def test_bad_catalog_is_named_and_the_built_in_one_is_used(tiny_mood_model, monk
     at = snapshot(run_page(), jpeg(face_photo()))
     at.file_uploader[0].set_value(("songs.csv", b"title,artist\nx,y\n", "text/csv")).run()
     assert not at.exception and "Missing column" in at.warning[0].value
-    assert "built-in catalog" in at.warning[0].value and len(at.dataframe[0].value) == 8
+    assert "built-in catalog" in at.warning[0].value and len(song_rows(at)) == 8
 
 
 def test_a_semicolon_cp1252_catalog_is_read(tiny_mood_model, monkeypatch):
@@ -69,7 +75,16 @@ def test_a_semicolon_cp1252_catalog_is_read(tiny_mood_model, monkeypatch):
     data = "title;artist;year;genre;valence;energy;tags\nCafé;Beyoncé;2003;pop;0,5;0,5;calm\n".encode("cp1252")
     at.file_uploader[0].set_value(("songs.csv", data, "text/csv")).run()
     assert not at.exception and not at.warning
-    assert at.dataframe[0].value.song.tolist() == ["Café · Beyoncé (2003)"]
+    assert [r.split(" | ")[0] for r in song_rows(at)] == ["| Café · Beyoncé (2003)"]
+
+
+def test_catalog_text_is_shown_as_itself(tiny_mood_model, monkeypatch):
+    monkeypatch.setenv("MODELS_DIR", str(tiny_mood_model[2]))
+    at = snapshot(run_page(), jpeg(face_photo()))
+    data = b"title,artist,year,genre,valence,energy,tags\n*Hits* | [x](y),$5 <b>,2003,pop,0.5,0.5,calm\n"
+    at.file_uploader[0].set_value(("songs.csv", data, "text/csv")).run()
+    assert not at.exception and not at.warning
+    assert song_rows(at)[0].startswith(r"| \*Hits\* \| \[x\]\(y\) · \$5 \<b\> (2003) | pop |")
 
 
 def test_the_upload_limit_is_the_servers(tiny_mood_model, monkeypatch):

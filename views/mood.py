@@ -30,11 +30,10 @@ def songs_for(target: str) -> None:
     if catalog is None:
         catalog = catalog_from(None, songs.CATALOG.stat().st_mtime)
     picks = songs.recommend(catalog, target, mode)
-    picks = picks.assign(song=picks.title + " · " + picks.artist + " (" + picks.year.astype(str) + ")")
-    st.dataframe(picks[["song", "genre", "link"]], hide_index=True, width="stretch",
-                 column_config={"song": st.column_config.TextColumn("song", width="large"),
-                                "link": st.column_config.LinkColumn("listen", display_text="search ↗", width="small")})
-
+    # A markdown table, not st.dataframe: the data grid costs every visitor's browser far more to draw.
+    rows = [f"| {songs.md(t)} · {songs.md(a)} ({y}) | {songs.md(g)} | [search ↗]({link}) |"
+            for t, a, y, g, link in zip(picks.title, picks.artist, picks.year, picks.genre, picks.link)]
+    st.markdown("\n".join(["| song | genre | listen |", "| --- | --- | --- |", *rows]))
 
 limit = upload_limit_mb()
 source = st.radio("Photo from", ["Webcam", "Upload"], horizontal=True, label_visibility="collapsed")
