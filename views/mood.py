@@ -30,10 +30,12 @@ def songs_for(target: str) -> None:
     if catalog is None:
         catalog = catalog_from(None, songs.CATALOG.stat().st_mtime)
     picks = songs.recommend(catalog, target, mode)
-    # A markdown table, not st.dataframe: the data grid costs every visitor's browser far more to draw.
+    # A markdown table, not st.dataframe: a canvas-drawn data grid is more for every visitor's browser to
+    # load and lay out than eight rows need.
     rows = [f"| {songs.md(t)} · {songs.md(a)} ({y}) | {songs.md(g)} | [search ↗]({link}) |"
             for t, a, y, g, link in zip(picks.title, picks.artist, picks.year, picks.genre, picks.link)]
     st.markdown("\n".join(["| song | genre | listen |", "| --- | --- | --- |", *rows]))
+
 
 limit = upload_limit_mb()
 source = st.radio("Photo from", ["Webcam", "Upload"], horizontal=True, label_visibility="collapsed")
