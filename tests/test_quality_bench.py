@@ -25,7 +25,7 @@ def test_the_peer_is_read_as_its_package_does_and_compared_with_ours(tmp_path):
     mirrored figures on both label sets and an exact McNemar against our predictions."""
     import keras
 
-    from pipelines import mood
+    from pipelines import core, mood
 
     inputs = keras.Input((64, 64, 1))
     peer = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(inputs)))
@@ -35,7 +35,9 @@ def test_the_peer_is_read_as_its_package_does_and_compared_with_ours(tmp_path):
     data = mood.Data(x_train=np.zeros((1, 48, 48), np.uint8), y_train=y[:1],
                      x_test=rng.integers(0, 256, (40, 48, 48)).astype(np.uint8), y_test=y,
                      ferplus_test=np.where(np.arange(40) % 4, y, -1).astype(np.int8))
-    rows = quality.peer_rows(tmp_path / "emotion_model.hdf5", y.copy(), data)  # ours: all right
+    ours = {"pred": y.copy(), mood.TTA: {"fer2013": core.classification_report(y, y, 7, mood.CLASSES),  # all right
+                                         "ferplus": mood.ferplus_report(y, data.ferplus_test)}}
+    rows = quality.peer_rows(tmp_path / "emotion_model.hdf5", ours, data)
     assert all(quality.PEER in r["what"] for r in rows) and len(rows) == 5
     assert rows[0]["shipped"] == "100.00%" and rows[0]["candidate"].count("%") == 2  # peer plain / mirror
     assert rows[1]["shipped"] == "100.00%"  # ours on the FER+ rows that have a majority label
