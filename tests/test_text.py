@@ -100,6 +100,8 @@ def test_stepwise_state_matches_the_full_model(tiny_text_model, monkeypatch):
     full = model.predict_on_batch(ids[None])[0]  # probabilities after each prefix
     states, probs = lm.start(ids[:10])
     np.testing.assert_allclose(probs[0], full[9], atol=1e-5)
+    _, read = lm.extend(states, ids[10:])  # the rest in one call, as suggest reads a completion on
+    np.testing.assert_allclose(read[0], full[-1], atol=1e-5)
     for t in range(10, len(ids)):
         states, probs = lm.advance(states, np.array([0]), ids[t:t + 1])
         np.testing.assert_allclose(probs[0], full[t], atol=1e-5)
