@@ -169,6 +169,7 @@ def fit_and_save(
     name: str | None = None,
     benchmark: Benchmark | None = None,
     inspect: Callable[[object, object], object] | None = None,
+    first_callbacks: list | None = None,
 ) -> dict | None:
     """Train, keep the best checkpoint, evaluate it, write the card; returns the card.
 
@@ -183,6 +184,7 @@ def fit_and_save(
     best = run.dir / "best.keras"
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
     callbacks = [
+        *(first_callbacks or []),  # before the checkpoint: e.g. swapping in averaged weights at epoch end
         MetricsLogger(run, batch_size),
         keras.callbacks.ModelCheckpoint(best, monitor=monitor, mode="max", save_best_only=True),
         *tensorboard_callback(run),

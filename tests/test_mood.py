@@ -129,6 +129,29 @@ def test_train_one_epoch_saves_reloads_and_predicts_the_same(tiny_mood_model, mo
     assert active["run"] == run.id
 
 
+def test_weight_averaging_keeps_the_averaged_weights(tiny_mood_model, tmp_path, monkeypatch):
+    """With --ema the best checkpoint (so the model) holds the moving average of the weights. Keras
+    starts the average at the weights after the first step (at most the learning rate away from the
+    start, with Adam); with a momentum near 1 it stays there, while the raw weights move on for 34 steps."""
+    start_file = tiny_mood_model[0].dir / "model.keras"
+    start = core.load_model(start_file).get_weights()
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("MODELS_DIR", str(tmp_path / "models"))
+    x, y = synthetic_faces()
+    data = mood.Data(x, y, x[:28], y[:28], (np.arange(28) % 2).astype(np.uint8))
+    moved = {}
+    for ema in (0.0, 0.999999):
+        settings = mood.Settings(epochs=2, batch_size=8, learning_rate=0.05, init_from=str(start_file), ema=ema)
+        run = runs.Run.create("mood", settings)
+        with runs.running(run):
+            mood.train(settings, run, data=data)
+        kernel = next(i for i, w in enumerate(start) if w.ndim == 4)  # the first conv kernel (no batch-norm statistic)
+        moved[ema] = float(np.abs(core.load_model(run.dir / "model.keras").get_weights()[kernel] - start[kernel]).max())
+    assert moved[0.999999] <= 0.0501 and moved[0.0] > 0.1
+    with pytest.raises(core.InvalidSettings):
+        mood.Settings(ema=1.0)
+
+
 # ---------------------------------------------------------------- songs
 
 
