@@ -134,7 +134,7 @@ def test_stop_is_honoured_while_evaluating(tmp_path):
     def train_fn(settings, run, promote):
         run.set_stage("evaluating")
         run.request_stop()
-        for _ in range(100):  # a long evaluation, batch after batch
+        for _ in range(600):  # a long evaluation, batch after batch (the Stop lands within a poll, 0.3 s)
             time.sleep(0.1)
         return {"never": "reached"}
 
