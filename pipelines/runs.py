@@ -613,24 +613,34 @@ def stop_watcher(run: Run, poll_s: float = 0.3):
 
     done = threading.Event()
 
+    def stop_now() -> bool:
+        try:
+            return run.stop_requested() and not getattr(run, "in_fit", False) \
+                and run.status().get("stage") != "promoting"
+        except Exception:  # noqa: BLE001 - a file read that failed once: look again at the next poll
+            return False
+
     def watch():
         while not done.wait(poll_s):
-            if run.stop_requested() and not getattr(run, "in_fit", False) \
-                    and run.status().get("stage") != "promoting":
+            if stop_now():
                 _thread.interrupt_main()
                 return
 
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
     main = threading.current_thread() is threading.main_thread()
     if main:  # Ray stops a job with SIGTERM: a Stop
         previous = signal.signal(signal.SIGTERM, lambda *_: (run.dir / "STOP").touch())
+        # interrupt_main() raises KeyboardInterrupt only through Python's own SIGINT handler; a
+        # library that set another one (or SIG_IGN) would make the Stop silently do nothing.
+        previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
     try:
         yield
     finally:
         done.set()
         if main:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
 
 
 def train_from_args(task: str, settings, args, train_fn, **kwargs):

@@ -3,6 +3,7 @@ batch-norm statistics after short runs, like-for-like promotion across corpora."
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -138,8 +139,15 @@ def test_stop_is_honoured_while_evaluating(tmp_path):
             time.sleep(0.1)
         return {"never": "reached"}
 
-    with pytest.raises(KeyboardInterrupt):
-        runs.train_from_args("digits", digits.Settings(epochs=1), Args(), train_fn)
+    # As a job started in the background by a script (`nohup ... &`, or a server started so) is: with
+    # SIGINT ignored, which Python keeps, so the stop watcher's interrupt would do nothing.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runs.train_from_args("digits", digits.Settings(epochs=1), Args(), train_fn)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # put back as it was
+    finally:
+        signal.signal(signal.SIGINT, previous)
     run = runs.list_runs("digits")[0]
     assert run.state == "stopped" and "while evaluating" in run.status()["error"]
     assert runs.job_holder("digits") is None
