@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from browser import DESKTOP, chromium, streamlit_server
+from browser import DESKTOP, chromium, streamlit_server, wait_for_app
 from playwright.sync_api import expect
 from test_core import finished_run
 
@@ -124,6 +124,7 @@ def test_tracker_details_compare_delete_with_200_runs(isolated_dirs):
 
         # delete: asks first, then the run is gone; the active model's source is refused
         a = b  # the run picked last, whose details are open
+        wait_for_app(page)  # the page as a person sees it once it has settled, after the resizes above
         page.get_by_text("Manage this run").click()
         page.get_by_role("button", name="Delete this run").click()
         expect(page.get_by_text("and all its files for good?")).to_be_visible(timeout=60_000)
