@@ -20,9 +20,8 @@ Song suggestions live in pipelines/songs.py.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -624,7 +623,7 @@ def main(argv=None):
         return
     settings = runs.settings_from_args(Settings, args)
     given = {k: getattr(args, k) for k in ("labels", "label_mix", "ema") if getattr(args, k, None) is not None}
-    settings = dataclasses.replace(settings, **given)  # validated as every setting
+    settings = replace(settings, **given)  # validated as every setting
     run, card = runs.train_from_args(TASK, settings, args, train, data_dir=args.data_dir)
     if card:
         print(json.dumps({"run": run.id, "test_accuracy": card["test"]["accuracy"]}))

@@ -617,7 +617,7 @@ def stop_watcher(run: Run, poll_s: float = 0.3):
         try:
             return run.stop_requested() and not getattr(run, "in_fit", False) \
                 and run.status().get("stage") != "promoting"
-        except Exception:  # noqa: BLE001 - a file read that failed once: look again at the next poll
+        except Exception:  # noqa: BLE001 - a Ray run's status asks its cluster, which can fail: look again next poll
             return False
 
     def watch():

@@ -304,23 +304,17 @@ class NgramLM:
         states = [tuple(ids[-(self.order - 1):].tolist())]
         return states, np.stack([self.probs(s) for s in states])
 
+    def extend(self, states, ids: np.ndarray):
+        """Read `ids` on from one state (a single row), as KerasLM.extend."""
+        state = (states[0] + tuple(int(i) for i in ids))[-(self.order - 1):]
+        return [state], self.probs(state)[None]
+
     def advance(self, states, rows: np.ndarray, ids: np.ndarray):
         states = [(states[r] + (int(i),))[-(self.order - 1):] for r, i in zip(rows, ids)]
         return states, np.stack([self.probs(s) for s in states])
 
 
 # ---------------------------------------------------------------- search
-
-
-def read_on(lm, states, ids: np.ndarray):
-    """(states, probabilities) after reading `ids` on from one state: in one call where the model
-    has one (KerasLM.extend), else a step per character."""
-    if hasattr(lm, "extend"):
-        return lm.extend(states, ids)
-    probs = None
-    for cid in ids:
-        states, probs = lm.advance(states, np.array([0]), np.array([cid]))
-    return states, probs
 
 
 def is_word_char(c: str) -> bool:
@@ -405,7 +399,7 @@ def suggest(lm, vocab: dict, text: str, k: int = 3) -> Suggestions:
         # instead of reading the whole window again (two readings of the prompt were two thirds
         # of a suggestion's time).
         more, _ = encode(completions[0][0][len(partial):] + " ", vocab)
-        states, probs = read_on(lm, primed[0], more)
+        states, probs = lm.extend(primed[0], more)
         next_words = beam_words(lm, np.concatenate([ids, more]), "", k, lexicon=words, primed=(states, probs))
     return Suggestions(completions, next_words, partial, dropped)
 
