@@ -5,12 +5,13 @@ screenshots (tests/screenshots/, git-ignored) for a person to look at."""
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from conftest import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "tests" / "screenshots"
@@ -25,17 +26,11 @@ DESKTOP = {"width": 1280, "height": 800}
 NAV = ["Home", "Digits", "Text", "Mood", "Training"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def streamlit_server(env: dict, log: Path | None = None):
     """Yields the app's URL. Started like `make run` (settings from .streamlit/config.toml);
     the process is `streamlit_server.proc` (for its memory and CPU)."""
-    port = free_port()
+    (port,) = free_ports(1)
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
            "--server.port", str(port)]
     log = log or Path(os.environ.get("TMPDIR", "/tmp")) / f"streamlit-{port}.log"

@@ -1,7 +1,9 @@
 """Shared fixtures: every test gets its own empty runs/, feedback/ and models/ folders,
 and small synthetic data; no test needs the real data sets or the network."""
 
+import contextlib
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -127,6 +129,16 @@ def mnist_dir(tmp_path):
     x, y = synthetic_mnist(30)
     np.savez_compressed(tmp_path / "mnist.npz", x_train=x, y_train=y, x_test=x[:50], y_test=y[:50])
     return tmp_path
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free local ports: every socket stays bound until all are chosen (one at a time,
+    the kernel can hand out the same port twice, and Ray refuses a port given to two components)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
 
 
 def wait_for(predicate, timeout=180):

@@ -8,7 +8,6 @@ this machine's install (RAY_RUNTIME_ENV={}), so nothing is downloaded.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synthetic_mnist, wait_for
+from conftest import free_ports, synthetic_mnist, wait_for
 
 pytest.importorskip("ray.job_submission", reason="Ray is not installed: pip install -r requirements-ray.txt")
 
@@ -29,19 +28,13 @@ PORT_FLAGS = ("port", "dashboard-port", "ray-client-server-port", "node-manager-
               "runtime-env-agent-port")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ray_head():
     """The dashboard address of a fresh one-CPU Ray head; it is shut down whatever happens."""
     from ray.job_submission import JobSubmissionClient
 
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths have a length limit
-    ports = {flag: free_port() for flag in PORT_FLAGS}
+    ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS))))
     command = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--num-cpus", "1",
                "--num-gpus", "0", "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
                "--temp-dir", temp, "--disable-usage-stats",
