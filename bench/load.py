@@ -50,6 +50,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 # A different text on each visit: suggestions kept from an earlier visit cannot pass for the new ones.
 PROMPTS = ["the free spi", "what is trut", "the great phi", "a new kind of mor"]
 ACTION_TIMEOUT_MS = 60_000
+SAMPLES = 8  # per page for the CPU per interaction: the kernel counts CPU time in 10 ms ticks
 
 # In every page: the time of the person's last event, and a wait for the first frame showing a result.
 PROBE = """
@@ -350,7 +351,7 @@ async def cpu_per_page(browser, url, pid, face) -> dict:
         await visitor.open()
         await getattr(visitor, action)()  # warm: model loaded, kernels built
         opening, acting = [], []
-        for _ in range(3):
+        for _ in range(SAMPLES):
             marks = []
 
             async def mark(v=visitor, found=marks):

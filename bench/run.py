@@ -281,6 +281,10 @@ def load_rows(lo: dict, row) -> None:
         row("server CPU per interaction (digits stroke / text suggestions / mood photo / Training tick), before -> now",
             " / ".join(f"{CPU_BEFORE_MS[k]} -> {pages[k]['server_cpu_ms_per_message']:.0f} ms"
                        for k in ("digits", "text", "mood", "training_idle_tab")))
+        if all("opening_the_page" in pages[k] for k in ("digits", "text", "mood")):
+            row("opening the page by its URL (a new session, a full run), server CPU per message: digits / text / mood",
+                " / ".join(f"{pages[k]['opening_the_page']['server_cpu_ms_per_message']:.0f} ms"
+                           for k in ("digits", "text", "mood")))
         tab = pages["training_idle_tab"]
         if "net_server_cpu_ms_per_message" in tab:
             row("Training tick net of the server's background with no tab open",

@@ -225,14 +225,6 @@ def set_tf_threads(intra: int, inter: int) -> bool:
         return False
 
 
-# The app server's model calls: each op on one thread, two ops at once (an ensemble's networks side by
-# side). Measured per call on the 2-core Xeon, default pools -> these: text suggestion 38-46 -> 29-34 ms of
-# CPU (wall 26-33 -> 18-21 ms), digits canvas 18-20 -> 15-16 ms, mood photo ~180 ms either way (wall
-# +10%). The ops are small: the default pools' extra threads spin waiting for work more than they help,
-# and a server of many people gets its parallelism from its sessions.
-SERVING_THREADS = (1, 2)
-
-
 def in_float32(model):
     """The same network and weights, computing in float32. A model trained with mixed precision
     (bfloat16 compute, float32 weights) is read in float32 everywhere: CPUs without native bfloat16

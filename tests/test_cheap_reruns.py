@@ -84,27 +84,3 @@ print(keras.backend.clear_session is common._no_clear_session, gc.get_freeze_cou
     assert out.returncode == 0, out.stderr[-2000:]
     patched, frozen = out.stdout.split()[-2:]
     assert patched == "True" and int(frozen) > 100_000
-
-
-def test_the_server_runs_its_models_on_the_serving_thread_pools(real_models):
-    """Opening a page with a model sets TensorFlow's pools before the first op (each op on one thread:
-    the default pools' spinning threads cost more CPU than they save on ops this small). In a fresh
-    process: TensorFlow's pools can only be set before it has run anything."""
-    import subprocess
-
-    script = f"""
-import sys
-sys.path.insert(0, {str(ROOT)!r})
-from streamlit.testing.v1 import AppTest
-at = AppTest.from_file({str(ROOT / "app.py")!r}, default_timeout=120).run()
-at.switch_page("views/text.py").run()
-assert not at.exception and not at.info, (at.exception, at.info)  # the model is loaded
-import tensorflow as tf
-print(tf.config.threading.get_intra_op_parallelism_threads(), tf.config.threading.get_inter_op_parallelism_threads())
-"""
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ),
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    from pipelines import core
-
-    assert tuple(int(n) for n in out.stdout.split()[-2:]) == core.SERVING_THREADS

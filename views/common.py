@@ -37,14 +37,12 @@ def keep_reruns_cheap() -> None:
     model to load), `_settle` as `_load` does for a model. Without it an open Training tab on a server where no
     model was loaded yet cost 250 ms of server CPU per polling tick."""
     if "keras" in sys.modules and sys.modules["keras"].backend.clear_session is not _no_clear_session:
-        core.set_tf_threads(*core.SERVING_THREADS)  # the Training page may run an op before any model is loaded
         _settle()
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=8)
 def _load(_loader, name: str, path: str, version: float):
     # Keyed on the file and its mtime: a promoted model gets a fresh entry, no restart needed.
-    core.set_tf_threads(*core.SERVING_THREADS)  # before the server's first TensorFlow op (later: no effect)
     model = _loader(name)
     _settle()  # again for each model: its objects are new
     return model
