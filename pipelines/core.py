@@ -212,19 +212,6 @@ def native_bfloat16() -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
-def set_tf_threads(intra: int, inter: int) -> bool:
-    """TensorFlow's thread pools: `intra` threads inside one op, `inter` ops at once. Only before
-    TensorFlow has run its first op; False (its own choice kept) after that."""
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
-        return True
-    except RuntimeError:
-        return False
-
-
 def in_float32(model):
     """The same network and weights, computing in float32. A model trained with mixed precision
     (bfloat16 compute, float32 weights) is read in float32 everywhere: CPUs without native bfloat16

@@ -595,7 +595,11 @@ def lower_priority() -> None:
     with suppress(OSError, ValueError):
         os.nice(int(os.environ.get("JOB_NICE", "10")))
     threads = int(os.environ.get("JOB_THREADS") or max(1, (os.cpu_count() or 2) - 1))
-    core.set_tf_threads(threads, min(threads, 2))
+    import tensorflow as tf
+
+    with suppress(RuntimeError):  # too late once TensorFlow has run an op: keep its own choice
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
 
 
 @contextmanager
