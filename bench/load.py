@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -47,8 +48,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 from browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, streamlit_server  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
-# A different text on each visit: suggestions kept from an earlier visit cannot pass for the new ones.
-PROMPTS = ["the free spi", "what is trut", "the great phi", "a new kind of mor"]
+# A text never typed before on each visit (192 of them, in turn): suggestions kept from an earlier visit
+# cannot pass for the new ones, and the text model's memo of readings has nothing of it yet.
+PROMPTS = [f"{a} {adj} {noun[:-2]}" for a in ("the", "a", "his")
+           for adj in ("free", "great", "new", "old", "strong", "noble", "wise", "deep")
+           for noun in ("spirit", "truth", "philosopher", "morality", "soul", "world", "will", "nature")]
+TYPED = itertools.count()  # the visits to the text page so far, all visitors
 ACTION_TIMEOUT_MS = 60_000
 SAMPLES = 8  # per page for the CPU per interaction: the kernel counts CPU time in 10 ms ticks
 
@@ -253,7 +258,7 @@ class Visitor:
         if await box.input_value():  # the text of an earlier visit: select it and delete it, as a person does
             await page.keyboard.press("ControlOrMeta+a")
             await page.keyboard.press("Backspace")
-        prompt = PROMPTS[self.visits % len(PROMPTS)]
+        prompt = PROMPTS[next(TYPED) % len(PROMPTS)]
         await page.evaluate("(p) => { window.__lt.prompt = p; }", prompt)
         await self.ready()
         await page.keyboard.type(prompt, delay=90)

@@ -21,7 +21,8 @@ import argparse
 import json
 import math
 import re
-from collections import Counter, defaultdict
+import threading
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -210,13 +211,46 @@ def ensemble(models: list, vocab_size: int):
     return model
 
 
+class Memo:
+    """A bounded map shared by the server's sessions (threads) that forgets the least recently used."""
+
+    def __init__(self, size: int):
+        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key, value):
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+
+def reading_start(n: int, window: int) -> int:
+    """Where the model starts reading a text of `n` characters: `window` to 2 x `window` - 1 characters
+    back, at a multiple of `window`. The start stays put while a person types on, so each key reads
+    one character on from the reading before it (KerasLM remembers readings); the page and the
+    benchmark both read this way."""
+    return max(0, (n - window) // window * window)
+
+
 class KerasLM:
     """Step-by-step next-character probabilities from a trained model (or an ensemble), for beam search.
 
     Each LSTM is run once over the prompt, then one character at a time from its (h, c) state,
     so a suggestion costs one short call per character; an ensemble averages its networks'
     probabilities inside that call and keeps their states side by side.
+    Readings of prompts are remembered (`memo`, shared by all sessions), so a key typed reads one
+    character on from the reading of the text before it instead of the whole window again.
     """
+
+    TYPED_AHEAD = 24  # characters a remembered reading may be behind the text and still be read on
 
     def __init__(self, model, vocab: dict, window: int = 40):
         import keras
@@ -256,10 +290,25 @@ class KerasLM:
         # third of a suggestion's server time; the signatures above are fixed, so nothing is retraced).
         self._read, self._step = read.get_concrete_function(), step.get_concrete_function()
         self._zeros = tf.zeros([1, sum(sizes)])
+        self.memo = Memo(1024)  # prompt readings (~8 KB each for two 512-unit networks) and word lists
+
+    def reading(self, ids: np.ndarray) -> np.ndarray:
+        """The characters of a prompt that the model reads (from `reading_start`; a space for none)."""
+        ids = np.asarray(ids, np.int32)
+        return ids[reading_start(len(ids), self.window):] if len(ids) else np.array([self.chars.index(" ")], np.int32)
 
     def start(self, ids: np.ndarray):
-        ids = ids[-self.window:] if len(ids) else np.array([self.chars.index(" ")], np.int32)
-        return self.extend((self._zeros, self._zeros), ids)
+        """States and next-character probabilities after a prompt, read on from the longest remembered
+        reading of its beginning (the text before the last keys typed), else from the start."""
+        ids = self.reading(ids)
+        states, m = (self._zeros, self._zeros), 0
+        for end in range(len(ids), max(len(ids) - self.TYPED_AHEAD, 0), -1):
+            if (hit := self.memo.get(ids[:end].tobytes())) is not None:
+                if end == len(ids):
+                    return hit
+                states, m = hit[0], end
+                break
+        return self.memo.put(ids.tobytes(), self.extend(states, ids[m:]))
 
     def extend(self, states, ids: np.ndarray):
         """Read `ids` on from one state (a single row) in one call."""
@@ -341,17 +390,16 @@ class Lexicon:
 
 
 def beam_words(lm, ids: np.ndarray, prefix: str = "", k: int = 3, beam: int = 8, max_len: int = 18,
-               lexicon: Lexicon | None = None, primed=None):
+               lexicon: Lexicon | None = None):
     """Top-k words that continue `ids`, each finished by a word boundary; (word, probability).
 
     `prefix` is the part of the current word already typed (it is in `ids` too).
     A word's probability is P(its remaining letters, then a boundary | text). With a `lexicon`
-    only its words are spelled (a typed prefix that starts no word gets none). `primed`: the
-    (states, probabilities) of `lm.start(ids)` when the caller has them already.
+    only its words are spelled (a typed prefix that starts no word gets none).
     """
     chars = lm.chars
     word_mask = np.array([is_word_char(c) for c in chars])
-    states, probs = primed or lm.start(ids)
+    states, probs = lm.start(ids)
     beams = [(prefix, 0.0)] if lexicon is None or prefix in lexicon.prefixes else []
     done: dict[str, float] = {}
     for _ in range(max_len):
@@ -386,21 +434,27 @@ class Suggestions:
     dropped: list  # characters the model does not know (left out)
 
 
+def likely_words(lm, ids: np.ndarray, prefix: str, k: int, words: Lexicon | None) -> list:
+    """`beam_words`, remembered by a model that has a memo: a rerun with the same text costs nothing,
+    and neither do the next words after the same finished word while a person types it out."""
+    memo = getattr(lm, "memo", None)
+    if memo is None:
+        return beam_words(lm, ids, prefix, k, lexicon=words)
+    key = ("words", lm.reading(ids).tobytes(), prefix, k)
+    found = memo.get(key)
+    return found if found is not None else memo.put(key, beam_words(lm, ids, prefix, k, lexicon=words))
+
+
 def suggest(lm, vocab: dict, text: str, k: int = 3) -> Suggestions:
     ids, dropped = encode(text, vocab)
     clean = "".join(vocab["chars"][i] for i in ids)
     partial = trailing_word(clean)
     words = vocab.get("words")
-    primed = lm.start(ids)
-    completions = beam_words(lm, ids, partial, k, lexicon=words, primed=primed)
+    completions = likely_words(lm, ids, partial, k, words)
     next_words = []
-    if completions:
-        # The next words go on from the prompt's state through the rest of the best word and a space,
-        # instead of reading the whole window again (two readings of the prompt were two thirds
-        # of a suggestion's time).
+    if completions:  # the words after the best completion and a space
         more, _ = encode(completions[0][0][len(partial):] + " ", vocab)
-        states, probs = lm.extend(primed[0], more)
-        next_words = beam_words(lm, np.concatenate([ids, more]), "", k, lexicon=words, primed=(states, probs))
+        next_words = likely_words(lm, np.concatenate([ids, more]), "", k, words)
     return Suggestions(completions, next_words, partial, dropped)
 
 
@@ -576,12 +630,14 @@ N_WORDS = 2000  # held-out word positions for next-word top-3: the card, `evalua
 
 
 def next_word_cases(held_ids: np.ndarray, vocab: dict, n: int = N_WORDS, window: int = 40, seed: int = 0):
-    """(context ids, true next word) at word starts in held-out text."""
+    """(text before, true next word) at word starts in held-out text at least `window` characters in.
+    The text before is all of it, as if the held-out text had been typed into the page: the model
+    reads it from `reading_start`, as it reads what a person types."""
     text = "".join(vocab["chars"][i] for i in held_ids)
     starts = [m.start() for m in re.finditer(r"(?<= )[a-z']+", text) if m.start() >= window]
     rng = np.random.default_rng(seed)
     picks = sorted(rng.choice(len(starts), size=min(n, len(starts)), replace=False)) if starts else []
-    return [(held_ids[starts[i] - window:starts[i]], re.match(r"[a-z']+", text[starts[i]:]).group(0)) for i in picks]
+    return [(held_ids[:starts[i]], re.match(r"[a-z']+", text[starts[i]:]).group(0)) for i in picks]
 
 
 def score_lm(lm, window_probs: np.ndarray, targets: np.ndarray, cases, words=None) -> dict:

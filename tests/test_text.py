@@ -107,6 +107,37 @@ def test_stepwise_state_matches_the_full_model(tiny_text_model, monkeypatch):
         np.testing.assert_allclose(probs[0], full[t], atol=1e-5)
 
 
+def test_the_reading_start_stays_put_while_a_person_types():
+    assert [T.reading_start(n, 40) for n in (0, 39, 40, 79, 80, 119, 120)] == [0, 0, 0, 0, 40, 40, 80]
+    for n in range(40, 400):
+        assert 40 <= n - T.reading_start(n, 40) < 80  # 40 to 79 characters read
+
+
+def test_a_key_typed_reads_one_character_on_and_reads_as_a_fresh_model(tiny_text_model, monkeypatch):
+    _, _, models = tiny_text_model
+    monkeypatch.setenv("MODELS_DIR", str(models))
+    typing, vocab, _ = T.load()
+    ids, _ = T.encode("the cat sat on the mat and the dog sat on the log " * 3, vocab)
+    read = []
+    extend = typing.extend
+    typing.extend = lambda states, more: read.append(len(more)) or extend(states, more)
+    for n in range(1, len(ids) + 1):
+        states, probs = typing.start(ids[:n])
+        fresh = T.load()[0]  # an empty memo: reads the whole text from reading_start
+        np.testing.assert_allclose(probs, fresh.start(ids[:n])[1], atol=1e-5)
+    # one character a key, except where the reading start moves on (every 40 keys from the 80th: 40 read)
+    assert read == [40 if n % 40 == 0 and n >= 80 else 1 for n in range(1, len(ids) + 1)]
+    assert typing.start(ids[:30])[1] is typing.start(ids[:30])[1]  # the same text again: remembered
+    def words(lm):
+        s = T.suggest(lm, vocab, "the cat sat on the m")
+        return [w for w, _ in s.completions], [w for w, _ in s.next_words]
+
+    assert words(typing) == words(T.load()[0])
+    before = len(read)
+    T.suggest(typing, vocab, "the cat sat on the m")  # a rerun with the same text: nothing read again
+    assert len(read) == before
+
+
 @pytest.mark.parametrize("prompt", ["", "a", "the cat sat on the m" * 50, "\U0001F600\U0001F600"])
 def test_suggest_handles_any_prompt(tiny_text_model, monkeypatch, prompt):
     _, _, models = tiny_text_model
