@@ -11,6 +11,7 @@ import keras
 import pytest
 from conftest import ROOT, canvas_result, canvas_with
 from streamlit.testing.v1 import AppTest
+from threadpoolctl import threadpool_info
 
 from views import common
 
@@ -45,6 +46,9 @@ def test_digits_reruns_pay_for_no_full_collection_and_keep_the_kernels(monkeypat
     assert keras.backend.clear_session is common._no_clear_session  # what Streamlit calls after each run
     frozen = gc.get_freeze_count()
     assert frozen > 100_000  # TensorFlow's and the model's objects are out of the collector's way
+    # NumPy's BLAS on one thread in the server: its spinning threads cost more than the text model's small products
+    blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+    assert blas and all(lib["num_threads"] == 1 for lib in blas), blas
     counted.update(clear_session=0, full_gc_scans=[])
     for _ in range(5):  # five strokes
         at.run()

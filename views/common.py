@@ -24,10 +24,21 @@ def _no_clear_session(*args, **kwargs) -> None:
     return None
 
 
+def _one_blas_thread() -> None:
+    """NumPy's BLAS (OpenBLAS) would spread each small matrix product of the text model's steps over every core,
+    and its threads spin a while after each call, waiting for more: in a server, where products come a click at a
+    time, the spinning cost more CPU than the products (a suggestion update 94 ms of server CPU a message with
+    BLAS on both cores, 41 with TensorFlow's steps; measured in Chromium on a real server). One thread here."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+
 def _settle() -> None:
     """Streamlit's clear_session after each rerun becomes a no-op, and what TensorFlow and the models keep alive for
     good (~430k objects) leaves the collector's reach, so the collections Python runs do not scan it on every click."""
     _keep_kernels()
+    _one_blas_thread()
     gc.collect()
     gc.freeze()
 
