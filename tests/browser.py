@@ -122,6 +122,22 @@ def wait_for_app(page, timeout: float = 60_000) -> None:
     page.wait_for_function("""() => !document.querySelector('[data-testid=stStatusWidget]')""", timeout=timeout)
 
 
+def open_expander(page, label: str, timeout: float = 30_000) -> None:
+    """Open an expander as a person does, and wait until it has finished opening. It grows for about half a
+    second, and while it grows Chromium's scroll anchoring can move what is inside it: a press on a button there
+    came up 34 px away, on the block around it, and the browser sent no click (seen about 1 time in 6)."""
+    page.get_by_text(label, exact=True).click()
+    details = page.locator("details").filter(has=page.get_by_text(label, exact=True)).first
+    last = None
+    for _ in range(int(timeout / 150)):
+        height = details.evaluate("(d) => d.open ? Math.round(d.getBoundingClientRect().height) : null")
+        if height and height == last:
+            return
+        last = height
+        page.wait_for_timeout(150)
+    raise AssertionError(f"the expander {label!r} did not finish opening")
+
+
 def write_y4m(rgb, path: Path, width: int = 640, height: int = 480, frames: int = 10) -> Path:
     """A Y4M (yuv420p) video of a still image, for Chromium's fake webcam."""
     import cv2

@@ -29,7 +29,7 @@ def save_meta(run: runs.Run) -> None:
 
 def delete(run: runs.Run, where) -> None:
     """Asks first. The buttons act in callbacks, before the page reruns, so the deleted run is never
-    drawn again (a click on Delete still goes unregistered now and then: an open problem, see the test)."""
+    drawn again."""
     why = tracker.deletable(run)
     if why:
         where.caption(f"Cannot delete: {why}.")
