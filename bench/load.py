@@ -193,6 +193,18 @@ class Visitor:
         else:
             await page.goto(f"{self.url}/{path}")
 
+    async def _state(self) -> str:
+        """What the page showed when a result did not come: for the error's example, with a screenshot."""
+        shot = Path(tempfile.mkdtemp(prefix="bench-load-")) / "page.png"
+        await self.page.screenshot(path=str(shot), full_page=True)
+        state = await self.page.evaluate("""() => ({
+            running: !!document.querySelector('[data-testid=stStatusWidget]'),
+            canvases: document.querySelectorAll('canvas.upper-canvas').length,
+            readings: document.querySelectorAll('[data-testid=stMetricValue]').length,
+            alerts: [...document.querySelectorAll('[data-testid=stAlert]')].map((e) => e.innerText.slice(0, 80)),
+            url: location.pathname })""")
+        return f"{state}, screenshot {shot}"
+
     async def ready(self):
         if self.on_ready:
             await self.on_ready()
@@ -209,7 +221,7 @@ class Visitor:
     async def _result(self, action: str):
         result = await self.page.evaluate(f"window.__lt.until({SHOWN[action]}, {ACTION_TIMEOUT_MS})")
         if "error" in result:
-            self.errors.append(f"{action}: {result['error']}")
+            self.errors.append(f"{action}: {result['error']} ({await self._state()})")
         else:
             self.times[action].append(result["ms"])
             if self.visits:
