@@ -55,6 +55,9 @@ PROMPTS = [f"{a} {adj} {noun[:-2]}" for a in ("the", "a", "his")
            for noun in ("spirit", "truth", "philosopher", "morality", "soul", "world", "will", "nature")]
 TYPED = itertools.count()  # the visits to the text page so far, all visitors
 ACTION_TIMEOUT_MS = 60_000
+# No fake camera: the Mood page opens on its webcam view, and Chromium's fake camera streamed into every visitor's
+# tab on this machine (three idle Mood tabs: 68% of a core), where a real visitor's preview runs on their own.
+VISITOR_ARGS = [a for a in CHROMIUM_ARGS if "media-stream" not in a]
 SAMPLES = 8  # per page for the CPU per interaction: the kernel counts CPU time in 10 ms ticks
 
 # In every page: the time of the person's last event, and a wait for the first frame showing a result.
@@ -456,7 +459,7 @@ async def main_async(args) -> dict:
     with streamlit_server({"RUNS_DIR": runs_tmp}) as url:
         pid = streamlit_server.proc.pid
         async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=niced_chromium(), headless=True, args=CHROMIUM_ARGS)
+            browser = await p.chromium.launch(executable_path=niced_chromium(), headless=True, args=VISITOR_ARGS)
             print("== warm-up and CPU per page", flush=True)
             results["per_page"] = await cpu_per_page(browser, url, pid, face)
             print(json.dumps(results["per_page"]), flush=True)
