@@ -202,10 +202,11 @@ class Visitor:
         await self.page.screenshot(path=str(shot), full_page=True)
         state = await self.page.evaluate("""() => ({
             running: !!document.querySelector('[data-testid=stStatusWidget]'),
-            canvases: document.querySelectorAll('canvas.upper-canvas').length,
             readings: document.querySelectorAll('[data-testid=stMetricValue]').length,
             alerts: [...document.querySelectorAll('[data-testid=stAlert]')].map((e) => e.innerText.slice(0, 80)),
             url: location.pathname })""")
+        state["canvases"] = await self.page.locator("canvas.upper-canvas").count()  # also inside components
+        state["selected_text"] = await self.page.evaluate("() => String(getSelection()).length")
         return f"{state}, screenshot {shot}"
 
     async def ready(self):
@@ -450,7 +451,8 @@ async def main_async(args) -> dict:
 
     face = Path(tempfile.gettempdir()) / "bench-face.jpg"
     cv2.imwrite(str(face), cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
-    results = {"chromium": "one Chromium at nice 19 (kept there: CAP_SYS_NICE dropped), a context per visitor",
+    results = {"chromium": "one Chromium at nice 19 (kept there: CAP_SYS_NICE dropped), a context per visitor, no "
+                           "camera (the Mood page's webcam view waits for one; visitors upload)",
                "server": "streamlit run app.py, settings from .streamlit/config.toml (as make run)",
                "visitor": f"opens /digits by its URL, then changes pages with the app's navigation; arrives within the "
                           f"first {args.arrive:g} s, looks at each result {args.think:g} s on average; {args.loops} visits "
