@@ -204,9 +204,8 @@ class Visitor:
             running: !!document.querySelector('[data-testid=stStatusWidget]'),
             readings: document.querySelectorAll('[data-testid=stMetricValue]').length,
             alerts: [...document.querySelectorAll('[data-testid=stAlert]')].map((e) => e.innerText.slice(0, 80)),
-            url: location.pathname })""")
+            selected_text: String(getSelection()).length, url: location.pathname })""")
         state["canvases"] = await self.page.locator("canvas.upper-canvas").count()  # also inside components
-        state["selected_text"] = await self.page.evaluate("() => String(getSelection()).length")
         return f"{state}, screenshot {shot}"
 
     async def ready(self):

@@ -101,15 +101,12 @@ def peak_rss_of(code: str) -> float:
     return round(int(out.stdout.strip().splitlines()[-1]) / 1024, 1)
 
 
-def typed_latency(text, vocab: dict, card: dict, directory, keys: int = 400) -> dict:
+def typed_latency(text, lm, vocab: dict, held: str, keys: int = 400) -> dict:
     """Suggestions as the page makes them while a person types: the held-out text's first `keys`
-    characters, one key at a time, each text one call (a fresh model, so nothing is remembered
-    from an earlier run: a key reads on from the reading of the text before it)."""
-    settings = text.reading_settings(card)
-    held = text.held_out_text(text.load_corpus(None, directory), settings.holdout)[:keys]
-    lm = text.load("text")[0]
+    characters, one key at a time, each text one call (`lm` fresh, its memo empty: a key reads on
+    from the reading of the text before it)."""
     times = []
-    for n in range(1, len(held) + 1):
+    for n in range(1, min(keys, len(held)) + 1):
         t0 = time.perf_counter()
         text.suggest(lm, vocab, held[:n])
         times.append((time.perf_counter() - t0) * 1000)
@@ -125,12 +122,13 @@ def bench_text(data_dir) -> dict:
     directory = core.data_dir(data_dir)
     lm, vocab, card = text.load("text")  # the page's model, vocabulary and word list
     settings = text.reading_settings(card)
-    train_ids = text.prepare(text.load_corpus(None, directory), settings, vocab)[0]
+    corpus = text.load_corpus(None, directory)
+    train_ids = text.prepare(corpus, settings, vocab)[0]
     # The same function and settings as the model cards (pipelines.text.evaluate): one measurement.
     report = text.heldout_report(core.model_path("text"), data_dir=directory)
     if before := quality.first_version("text"):  # the model shipped before this round, measured the same way
         report["before"] = text.heldout_report(before, data_dir=directory) | {"version": Path(before).parent.name}
-    latency = typed_latency(text, vocab, card, directory)
+    latency = typed_latency(text, lm, vocab, text.held_out_text(corpus, settings.holdout))  # lm has read nothing yet
     # Memory of one pass over all training windows through tf.data, for growing corpora.
     memory = {"no corpus (TensorFlow imported)": peak_rss_of("import tensorflow\nfrom pipelines import text")}
     books = {"nietzsche": directory / "text" / "nietzsche.txt", "sherlock_holmes": directory / "text" / "sherlock_holmes.txt"}
