@@ -5,6 +5,7 @@
     python -m pipelines.mood evaluate [--data-dir DIR]
     python -m pipelines.mood predict PHOTO.jpg
     python -m pipelines.mood adopt OUT/model.keras [--promote if-better]   (trained by pipelines.mood_accel)
+    python -m pipelines.mood ensemble runs/mood/A/model.keras runs/mood/B/model.keras [--promote if-better]
     python -m pipelines.mood models | rollback [VERSION]
 
 Data, from --data-dir or $DATA_DIR, in any of the forms people have:
@@ -392,6 +393,46 @@ def adopt(model_file, data_dir=None, promote: str = "never", data: Data | None =
     return run.dir
 
 
+def ensemble(models: list, storage: str = "float16"):
+    """One model whose probabilities are the average of trained mood models': each network copied whole
+    as a member (renamed), its weights kept in `storage`. float16 halves the file (two `wide` networks:
+    8 MB instead of 16); `core.load_model` reads every model back in float32, so the arithmetic is not."""
+    import keras
+    from keras import layers
+
+    if len(models) < 2:
+        raise ValueError("an ensemble needs at least two networks")
+    inputs = keras.Input((SIZE, SIZE, 1))
+    outputs = []
+    for i, model in enumerate(models):
+        if tuple(model.input_shape[1:]) != (SIZE, SIZE, 1) or model.output_shape[-1] != len(CLASSES):
+            raise core.InvalidSettings(f"model {i + 1} is not a mood model: it takes {model.input_shape[1:]} "
+                                       f"and gives {model.output_shape[-1]} classes")
+        member = type(model).from_config(core.with_dtype(model.get_config(), storage) | {"name": f"member_{i}"})
+        member.set_weights(model.get_weights())
+        outputs.append(layers.Activation("linear", dtype="float32", name=f"out_{i}")(member(inputs)))
+    return keras.Model(inputs, layers.Average(name="average")(outputs), name="mood_ensemble")
+
+
+def compose(model_paths: list, data_dir=None, promote: str = "never", data: Data | None = None) -> Path:
+    """A run folder holding the ensemble of trained mood models (run folders' or registry versions'
+    model.keras), evaluated, scored and gated like a trained run."""
+    from pipelines import runs
+    from pipelines.training import finish_run
+
+    paths = [Path(p) for p in model_paths]
+    model = ensemble([core.load_model(p) for p in paths])
+    trained = [(core.read_json(p.with_name(core.CARD_FILE), {}) or {}).get("settings", {}) for p in paths]
+    settings = {"arch": "ensemble", "composed_from": [str(p) for p in paths], "storage": "float16",
+                "members": [{k: v for k, v in t.items() if k in Settings.__dataclass_fields__} for t in trained]}
+    data = data if data is not None else load_data(data_dir)
+    run = runs.Run.create(TASK, settings)
+    with runs.running(run):  # the run store says how it ended, instead of a run left "queued" for ever
+        core.save_model(model, run.dir / "model.keras")
+        finish_run(run, core.load_model(run.dir / "model.keras"), settings, promote=promote, **judged_on(data))
+    return run.dir
+
+
 def benchmark(data: Data):
     """The fixed benchmark every mood model is compared on: the FER2013 test images."""
     from pipelines.training import Benchmark, benchmark_id, majority_share
@@ -594,6 +635,10 @@ def main(argv=None):
     a.add_argument("model", help="its model.keras (with trained.json beside it)")
     a.add_argument("--data-dir", help="folder with FER2013 (default: $DATA_DIR)")
     a.add_argument("--promote", choices=("never", "always", "if-better"), default="never")
+    n = sub.add_parser("ensemble", help="a run averaging trained models' probabilities (weights stored in float16)")
+    n.add_argument("models", nargs="+", help="model.keras files (run folders or registry versions)")
+    n.add_argument("--data-dir", help="folder with FER2013 (default: $DATA_DIR)")
+    n.add_argument("--promote", choices=("never", "always", "if-better"), default="never")
     for q in (t, e):
         q.add_argument("--data-dir", help="folder with FER2013 (default: $DATA_DIR)")
     runs.add_train_flags(t, archs=ARCHS)
@@ -608,6 +653,11 @@ def main(argv=None):
         return
     if args.cmd == "adopt":
         run_dir = adopt(args.model, args.data_dir, args.promote)
+        card = core.read_json(run_dir / core.CARD_FILE, {}) or {}
+        print(json.dumps({"run": run_dir.name, "test_accuracy": card.get("test", {}).get("accuracy")}))
+        return
+    if args.cmd == "ensemble":
+        run_dir = compose(args.models, args.data_dir, args.promote)
         card = core.read_json(run_dir / core.CARD_FILE, {}) or {}
         print(json.dumps({"run": run_dir.name, "test_accuracy": card.get("test", {}).get("accuracy")}))
         return

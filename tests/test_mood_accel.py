@@ -86,3 +86,41 @@ def test_adopt_refuses_a_model_that_does_not_read_faces(fer_dir, tmp_path):
     with pytest.raises(core.InvalidSettings, match="not a mood model"):
         mood.adopt(tmp_path / "model.keras", fer_dir)
     assert not (core.runs_dir() / "mood").exists()  # refused before any run is made
+
+
+def test_an_ensemble_averages_its_networks_in_half_the_file_and_is_gated(fer_dir, tmp_path, capsys):
+    """Two networks stored in float16 (half their float32 size), read back in float32, giving the average of
+    the two within float16's precision; composed into a run that is evaluated, scored and gated."""
+    paths = []
+    for seed in (0, 1):
+        model = mood.build_model(mood.Settings(arch="default", seed=seed, mixed_precision=True))
+        paths.append(tmp_path / f"m{seed}" / "model.keras")
+        core.save_model(model, paths[-1])
+    members = [core.load_model(p) for p in paths]
+    core.save_model(mood.ensemble(members), tmp_path / "ensemble.keras")
+    size = sum(p.stat().st_size for p in paths)
+    assert (tmp_path / "ensemble.keras").stat().st_size < 0.6 * size
+    read = core.load_model(tmp_path / "ensemble.keras")
+    assert {w.dtype.name for w in read.get_weights()} == {"float32"}
+    faces = np.random.default_rng(0).integers(0, 256, (6, 48, 48), np.uint8)
+    mean = (mood.predict(members[0], faces) + mood.predict(members[1], faces)) / 2
+    np.testing.assert_allclose(mood.predict(read, faces), mean, atol=2e-3)
+
+    run_dir = mood.compose(paths, fer_dir, promote="if-better")
+    card = runs.Run(run_dir).card()
+    assert card["settings"]["arch"] == "ensemble" and len(card["settings"]["composed_from"]) == 2
+    assert card["score"]["benchmark"].startswith("fer2013-test:") and "ferplus" in card["test"]
+    assert core.active_card("mood")["run"] == runs.Run(run_dir).id  # no active model yet: the first
+    mood.main(["ensemble", *map(str, paths), "--data-dir", str(fer_dir)])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["test_accuracy"] == card["test"]["accuracy"]
+
+
+def test_an_ensemble_refuses_one_network_and_a_model_that_does_not_read_faces():
+    import keras
+
+    face = mood.build_model(mood.Settings(arch="default"))
+    with pytest.raises(ValueError, match="at least two"):
+        mood.ensemble([face])
+    other = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(7)])
+    with pytest.raises(core.InvalidSettings, match="not a mood model"):
+        mood.ensemble([face, other])
