@@ -333,6 +333,7 @@ async def run_visitors(browser, url, pid, face, k: int, loops: int, budget_s: fl
     errors = [e for v in visitors for e in v.errors]
     cores = os.cpu_count() or 1
     per_msg = 1000 * server_cpu / max(counter["messages"], 1)
+    done = sum(len(v.times[a]) for v in visitors for a in v.times)  # actions with a result shown
     return {
         "visitors": k, "think_s": think_s, "arrive_s": arrive_s, "wall_s": round(wall, 1),
         "actions": {a: stats([t for v in visitors for t in v.times[a]]) for a in ("digits", "text", "mood")},
@@ -344,16 +345,22 @@ async def run_visitors(browser, url, pid, face, k: int, loops: int, budget_s: fl
         "server_cpu_ms_per_message": round(per_msg, 1), "messages": counter["messages"],
         "server_cpu_share_of_machine": round(server_cpu / wall / cores, 3),
         "browsers_cpu_share_of_machine": round(browsers_cpu / wall / cores, 3),
+        # Per action shown, page changes and typing included: what each side needs, whoever it shares a machine with.
+        "actions_done": done, "server_cpu_ms_per_action": round(1000 * server_cpu / max(done, 1)),
+        "browsers_cpu_ms_per_action": round(1000 * browsers_cpu / max(done, 1)),
         # The server alone: how many such visitors one core serves, at this pace of interaction.
         "visitors_per_server_core": round(k / max(server_cpu / wall, 1e-9), 1),
     }
 
 
-def per_message(samples: list[tuple[float, int]]) -> dict:
-    """(CPU seconds, messages) samples -> server CPU ms per message: over all samples, and the median sample."""
-    cpu, msgs = sum(c for c, _ in samples), sum(m for _, m in samples)
+def per_message(samples: list[tuple[float, int, float]]) -> dict:
+    """(server CPU s, messages, browser CPU s) samples -> server CPU ms per message (over all samples, and the
+    median sample), and the browser's CPU ms for the whole of one sample (median): the other side of the same work."""
+    cpu, msgs = sum(c for c, _, _ in samples), sum(m for _, m, _ in samples)
     return {"server_cpu_ms_per_message": round(1000 * cpu / max(msgs, 1), 1), "messages": msgs,
-            "median_sample_ms_per_message": round(float(np.median([1000 * c / max(m, 1) for c, m in samples])), 1)}
+            "median_sample_ms_per_message": round(float(np.median([1000 * c / max(m, 1) for c, m, _ in samples])), 1),
+            "server_cpu_ms": round(float(np.median([1000 * c for c, _, _ in samples]))),
+            "browser_cpu_ms": round(float(np.median([1000 * b for _, _, b in samples])))}
 
 
 async def cpu_per_page(browser, url, pid, face) -> dict:
@@ -364,7 +371,7 @@ async def cpu_per_page(browser, url, pid, face) -> dict:
     out = {}
 
     def now():
-        return cpu_seconds(pid), counter["messages"]
+        return cpu_seconds(pid), counter["messages"], chromium_cpu_seconds()
 
     for action in ("digits", "text", "mood"):
         visitor = Visitor(browser, url, face, counter)
@@ -385,10 +392,10 @@ async def cpu_per_page(browser, url, pid, face) -> dict:
             await visitor.page.wait_for_timeout(500)
             await visitor.idle()
             end = now()
-            opening.append((marks[0][0] - start[0], marks[0][1] - start[1]))
-            acting.append((end[0] - marks[0][0], end[1] - marks[0][1]))
+            opening.append(tuple(m - s for m, s in zip(marks[0], start)))
+            acting.append(tuple(e - m for e, m in zip(end, marks[0])))
         await visitor.close()
-        both = [(a[0] + b[0], a[1] + b[1]) for a, b in zip(opening, acting)]
+        both = [tuple(a + b for a, b in zip(o, a)) for o, a in zip(opening, acting)]
         out[action] = per_message(acting) | {"opening_the_page": per_message(opening), "with_opening": per_message(both)}
     # An open Training tab that nobody touches: its polling fragment ticks.
     visitor = Visitor(browser, url, face, counter)

@@ -299,6 +299,12 @@ def load_rows(lo: dict, row) -> None:
             row("opening the page by its URL (a new session, a full run), server CPU per message: digits / text / mood",
                 " / ".join(f"{pages[k]['opening_the_page']['server_cpu_ms_per_message']:.0f} ms"
                            for k in ("digits", "text", "mood")))
+        if all("browser_cpu_ms" in pages[k] for k in ("digits", "text", "mood")):
+            names = {"digits": "stroke", "text": "typing a phrase", "mood": "photo"}
+            row("CPU ms per action, one visitor: the visitor's browser / the server",
+                ", ".join(f"{names[k]} {pages[k]['browser_cpu_ms']} / {pages[k]['server_cpu_ms']}" for k in names)
+                + "; opening " + ", ".join(f"{k} {pages[k]['opening_the_page']['browser_cpu_ms']} / "
+                                           f"{pages[k]['opening_the_page']['server_cpu_ms']}" for k in names))
         tab = pages["training_idle_tab"]
         if "net_server_cpu_ms_per_message" in tab:
             row("Training tick net of the server's background with no tab open",
@@ -318,7 +324,9 @@ def load_rows(lo: dict, row) -> None:
         row(label, f"{timings}{steady}; {r['errors']} errors; server RSS peak {r['server_rss_peak_mb']:.0f} MB, "
                    f"{r['server_cpu_ms_per_message']:.0f} ms CPU per interaction, server {r['server_cpu_share_of_machine']:.0%} "
                    f"/ browsers {r['browsers_cpu_share_of_machine']:.0%} of the machine; at this pace one server core "
-                   f"would serve {r['visitors_per_server_core']:.0f} such visitors")
+                   f"would serve {r['visitors_per_server_core']:.0f} such visitors"
+                   + (f"; CPU per action shown, page changes and typing included: browsers {r['browsers_cpu_ms_per_action']} "
+                      f"ms, server {r['server_cpu_ms_per_action']} ms" if "browsers_cpu_ms_per_action" in r else ""))
     if lo.get("chromium"):
         row("load: how it was run", f"{lo['chromium']}; each visitor {lo.get('visitor', '')}; in-page times from the "
             "visitor's event to the first frame showing the result (a stroke is sent at pen-up: the page presses the "

@@ -57,3 +57,37 @@ def test_the_table_says_which_machine_measured_which_section():
     assert run.measured_on(mixed) == (
         "Measured on different machines (compare figures within a machine): digits, text on 2 cores (AMD EPYC), "
         "Python 3.11.7, 2026-11-28; mood, load on 2 cores (Intel Xeon), Python 3.11.7, 2026-12-06.")
+
+
+def test_load_rows_put_the_browsers_cpu_beside_the_servers_and_read_older_results():
+    from bench import run
+
+    def page(server, browser, msgs=8):
+        return {"server_cpu_ms_per_message": server / msgs, "messages": 8 * msgs, "server_cpu_ms": server,
+                "browser_cpu_ms": browser}
+
+    pages = {k: page(s, b) | {"opening_the_page": page(40, 400)}
+             for k, s, b in (("digits", 30, 230), ("text", 50, 300), ("mood", 120, 200))}
+    pages["training_idle_tab"] = {"server_cpu_ms_per_message": 70, "share_of_one_core": 0.007,
+                                  "net_server_cpu_ms_per_message": 5, "no_tab_share_of_one_core": 0.0065}
+    timing = {"n": 4, "p50_ms": 100, "p95_ms": 200, "max_ms": 300}
+    visitors = {"visitors": 20, "actions": {"digits": timing}, "errors": 0, "server_rss_peak_mb": 1000,
+                "server_cpu_ms_per_message": 23, "server_cpu_share_of_machine": 0.12,
+                "browsers_cpu_share_of_machine": 0.77, "visitors_per_server_core": 82}
+    rows = []
+    run.load_rows({"per_page": pages, "visitors": [visitors | {"browsers_cpu_ms_per_action": 380,
+                                                               "server_cpu_ms_per_action": 60}]},
+                  lambda what, value: rows.append((what, value)))
+    table = dict(rows)
+    browser_row = next(v for k, v in table.items() if k.startswith("CPU ms per action, one visitor"))
+    assert browser_row == ("stroke 230 / 30, typing a phrase 300 / 50, photo 200 / 120; "
+                           "opening digits 400 / 40, text 400 / 40, mood 400 / 40")
+    assert table["load: 20 visitors"].endswith("browsers 380 ms, server 60 ms")
+    rows.clear()
+    for p in pages.values():  # results written before these figures were measured
+        for key in ("browser_cpu_ms", "server_cpu_ms"):
+            p.pop(key, None)
+            p.get("opening_the_page", {}).pop(key, None)
+    run.load_rows({"per_page": pages, "visitors": [visitors]}, lambda what, value: rows.append((what, value)))
+    assert not any(k.startswith("CPU ms per action") for k, _ in rows)
+    assert dict(rows)["load: 20 visitors"].endswith("such visitors")
