@@ -252,15 +252,18 @@ class Visitor:
         await self._result("digits")
 
     async def settled(self, canvas):
-        """Until the canvas is there at its final size and the page's script is done, as a person sees
-        a canvas ready to draw on (a stroke on a canvas still being replaced would be lost)."""
+        """Until the canvas is there at its final size, the page's script is done and nothing of the page
+        before is left on screen, as a person sees a canvas ready to draw on (a stroke on a canvas still
+        being replaced would be lost; and the last page's elements, removed late under load, take the
+        scroll position with them: the canvas moves under the pen)."""
         await canvas.wait_for(timeout=ACTION_TIMEOUT_MS)
         last = None
         for _ in range(int(ACTION_TIMEOUT_MS / 250)):
             await self.page.wait_for_timeout(250)
             box = await canvas.bounding_box()
-            running = await self.page.get_by_test_id("stStatusWidget").count()
-            if box and box == last and not running:
+            busy = await self.page.evaluate(
+                "() => !!document.querySelector('[data-testid=stStatusWidget], [data-stale=true]')")
+            if box and box == last and not busy:
                 return
             last = box
 
