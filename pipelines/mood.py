@@ -401,7 +401,7 @@ def ensemble(models: list, storage: str = "float16"):
     from keras import layers
 
     if len(models) < 2:
-        raise ValueError("an ensemble needs at least two networks")
+        raise core.InvalidSettings("an ensemble needs at least two networks")
     inputs = keras.Input((SIZE, SIZE, 1))
     outputs = []
     for i, model in enumerate(models):

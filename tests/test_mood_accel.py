@@ -119,7 +119,7 @@ def test_an_ensemble_refuses_one_network_and_a_model_that_does_not_read_faces():
     import keras
 
     face = mood.build_model(mood.Settings(arch="default"))
-    with pytest.raises(ValueError, match="at least two"):
+    with pytest.raises(core.InvalidSettings, match="at least two"):
         mood.ensemble([face])
     other = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(7)])
     with pytest.raises(core.InvalidSettings, match="not a mood model"):
