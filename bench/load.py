@@ -398,7 +398,7 @@ async def cpu_per_page(browser, url, pid, face) -> dict:
             opening.append(tuple(m - s for m, s in zip(marks[0], start)))
             acting.append(tuple(e - m for e, m in zip(end, marks[0])))
         await visitor.close()
-        both = [tuple(a + b for a, b in zip(o, a)) for o, a in zip(opening, acting)]
+        both = [tuple(x + y for x, y in zip(o, a)) for o, a in zip(opening, acting)]
         out[action] = per_message(acting) | {"opening_the_page": per_message(opening), "with_opening": per_message(both)}
     # An open Training tab that nobody touches: its polling fragment ticks.
     visitor = Visitor(browser, url, face, counter)

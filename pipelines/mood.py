@@ -368,6 +368,14 @@ def judged_on(data: Data) -> dict:
                                                               predict(m, data.x_test), list(CLASSES))}
 
 
+def reads_faces(model, name: str):
+    """The model, if it takes 48x48x1 faces and gives one probability per mood; a settings error otherwise."""
+    if tuple(model.input_shape[1:]) != (SIZE, SIZE, 1) or model.output_shape[-1] != len(CLASSES):
+        raise core.InvalidSettings(f"{name} is not a mood model: it takes {model.input_shape[1:]} and gives "
+                                   f"{model.output_shape[-1]} classes, not 48x48x1 faces and {len(CLASSES)} moods")
+    return model
+
+
 def adopt(model_file, data_dir=None, promote: str = "never", data: Data | None = None) -> Path:
     """A run for a mood model trained elsewhere (pipelines.mood_accel on a lent GPU): its file, with the
     settings and epochs written beside it (trained.json), evaluated on the original test
@@ -379,10 +387,7 @@ def adopt(model_file, data_dir=None, promote: str = "never", data: Data | None =
     trained = core.read_json(path.with_name("trained.json"), {}) or {}
     known = {k: v for k, v in trained.get("settings", {}).items() if k in Settings.__dataclass_fields__}
     Settings(**known)  # the same validation as a training's settings
-    model = core.load_model(path)
-    if tuple(model.input_shape[1:]) != (SIZE, SIZE, 1) or model.output_shape[-1] != len(CLASSES):
-        raise core.InvalidSettings(f"{path} is not a mood model: it takes {model.input_shape[1:]} and gives "
-                                   f"{model.output_shape[-1]} classes, not 48x48x1 faces and {len(CLASSES)} moods")
+    model = reads_faces(core.load_model(path), str(path))
     data = data if data is not None else load_data(data_dir)
     run = runs.Run.create(TASK, {**known, "trained_with": trained.get("trained_with", {}), "adopted_from": str(path)})
     with runs.running(run):  # the run store says how it ended, instead of a run left "queued" for ever
@@ -405,9 +410,7 @@ def ensemble(models: list, storage: str = "float16"):
     inputs = keras.Input((SIZE, SIZE, 1))
     outputs = []
     for i, model in enumerate(models):
-        if tuple(model.input_shape[1:]) != (SIZE, SIZE, 1) or model.output_shape[-1] != len(CLASSES):
-            raise core.InvalidSettings(f"model {i + 1} is not a mood model: it takes {model.input_shape[1:]} "
-                                       f"and gives {model.output_shape[-1]} classes")
+        reads_faces(model, f"model {i + 1}")
         member = type(model).from_config(core.with_dtype(model.get_config(), storage) | {"name": f"member_{i}"})
         member.set_weights(model.get_weights())
         outputs.append(layers.Activation("linear", dtype="float32", name=f"out_{i}")(member(inputs)))
@@ -429,6 +432,7 @@ def compose(model_paths: list, data_dir=None, promote: str = "never", data: Data
     run = runs.Run.create(TASK, settings)
     with runs.running(run):  # the run store says how it ended, instead of a run left "queued" for ever
         core.save_model(model, run.dir / "model.keras")
+        # Judged as read back (float16 weights, in float32): the model the page would serve.
         finish_run(run, core.load_model(run.dir / "model.keras"), settings, promote=promote, **judged_on(data))
     return run.dir
 
@@ -651,13 +655,9 @@ def main(argv=None):
     if args.cmd in ("models", "rollback"):
         runs.registry_command(TASK, args)
         return
-    if args.cmd == "adopt":
-        run_dir = adopt(args.model, args.data_dir, args.promote)
-        card = core.read_json(run_dir / core.CARD_FILE, {}) or {}
-        print(json.dumps({"run": run_dir.name, "test_accuracy": card.get("test", {}).get("accuracy")}))
-        return
-    if args.cmd == "ensemble":
-        run_dir = compose(args.models, args.data_dir, args.promote)
+    if args.cmd in ("adopt", "ensemble"):
+        run_dir = (adopt(args.model, args.data_dir, args.promote) if args.cmd == "adopt"
+                   else compose(args.models, args.data_dir, args.promote))
         card = core.read_json(run_dir / core.CARD_FILE, {}) or {}
         print(json.dumps({"run": run_dir.name, "test_accuracy": card.get("test", {}).get("accuracy")}))
         return
