@@ -236,10 +236,8 @@ class Visitor:
         canvas = page.locator("canvas.upper-canvas")
         await self.settled(canvas)
         if await page.get_by_test_id("stMetricValue").count():  # the drawing of an earlier visit is kept: clear it
-            old = await canvas.element_handle()
             await page.get_by_role("button", name="Clear").click(timeout=ACTION_TIMEOUT_MS)
             await page.get_by_test_id("stMetricValue").wait_for(state="detached", timeout=ACTION_TIMEOUT_MS)
-            await old.wait_for_element_state("hidden", timeout=ACTION_TIMEOUT_MS)  # a fresh canvas replaces it
             await self.settled(canvas)
         await self.ready()
         box = await canvas.bounding_box()

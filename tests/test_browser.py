@@ -124,6 +124,51 @@ def test_the_canvas_fits_its_column_and_a_stroke_at_its_right_edge_counts(app_ur
     tab.context.close()
 
 
+INKED = """(upper) => [...upper.parentElement.querySelectorAll('canvas')].some((c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return true; return false; })"""
+
+
+def ink_is(page, inked: bool) -> bool:
+    """Whether the canvas shows strokes (it repaints them a moment after the page changes)."""
+    for _ in range(100):
+        if page.locator("canvas.upper-canvas").evaluate(INKED) == inked:
+            return True
+        page.wait_for_timeout(100)
+    return False
+
+
+def test_clear_empties_the_same_canvas_and_the_next_stroke_counts(app_url, open_tab):
+    """Clear (double-clicked, as people do) empties the canvas where it is, the reading goes, and the
+    next stroke is read. Not a new canvas: under load a replaced canvas stays on screen a moment with
+    the new one below it, and a stroke lands on the wrong one."""
+    tab = open_tab(DESKTOP)
+    page = tab.page
+    page.goto(f"{app_url}/digits")
+    page_ready(tab, "digits")
+    canvas = page.locator("canvas.upper-canvas")
+    page.wait_for_timeout(1000)  # the canvas is sized once its column is measured
+    box = canvas.bounding_box()
+    one = [(box["x"] + box["width"] * 0.3, box["y"] + 0.15 * box["height"] + i * 0.07 * box["height"])
+           for i in range(11)]
+    stroke(tab, one)
+    expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)
+    drawn_on = canvas.element_handle()
+    page.get_by_role("button", name="Clear").dblclick()
+    expect(page.get_by_text("Draw a digit (or several, side by side)")).to_be_visible(timeout=60_000)
+    expect(page.get_by_test_id("stMetricValue")).to_have_count(0)
+    assert ink_is(page, False)
+    tab.shot("digits-cleared")
+    wait_for_app(page)
+    assert canvas.bounding_box() == box  # the same place: a stroke now lands where the person aims
+    stroke(tab, [(x + box["width"] * 0.4, y) for x, y in one])
+    expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)
+    assert ink_is(page, True)
+    assert drawn_on.evaluate("(c) => c.isConnected")  # not replaced by a second canvas mounted below it
+    assert tab.problems == []
+    tab.context.close()
+
+
 def go_to(tab, title: str) -> None:
     """A click on a page in the app's navigation, as a person changes pages (no reload)."""
     tab.page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
@@ -163,15 +208,9 @@ def test_leaving_a_page_mid_work_breaks_nothing_and_keeps_the_work(app_url, open
     wait_for_app(page)
     go_to(tab, "Digits")
     expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)  # the drawing is back
-    inked = """(upper) => [...upper.parentElement.querySelectorAll('canvas')].some((c) => {
-        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) return true; return false; })"""
-    for _ in range(100):  # the strokes are drawn again, not only read (the canvas repaints them)
-        if page.locator("canvas.upper-canvas").evaluate(inked):
-            break
-        page.wait_for_timeout(100)
+    drawn_again = ink_is(page, True)  # the strokes are drawn again, not only read (the canvas repaints them)
     tab.shot("digits-kept-after-leaving")
-    assert page.locator("canvas.upper-canvas").evaluate(inked)
+    assert drawn_again
     assert tab.problems == []
     tab.context.close()
 

@@ -13,18 +13,23 @@ MAX_CANVAS = 560  # CSS px; narrower columns (phones, a narrow window) get a can
 st.title("✏️ Digits")
 st.caption("Draw one digit or several side by side. The model reads them left to right as you draw.")
 predict_fn, card = require_model("digits", digits.load)
-st.session_state.setdefault("canvas_gen", 0)
+st.session_state.setdefault("canvas_cleared", 0)
 # Streamlit drops a widget's state when the person visits another page: the drawing is kept here
 # (strokes and image) and drawn again when they come back.
-KEPT, START, WIDTH = "canvas-kept", "canvas-start", "canvas-width-last"
+KEY, KEPT, START, WIDTH, STALE = "canvas", "canvas-kept", "canvas-start", "canvas-width-last", "canvas-stale"
 st.session_state.setdefault(START, None)
+
+
+def sent(key: str) -> str | None:
+    """The drawing the canvas last sent (a PNG data URL), None before it sent one."""
+    return ((st.session_state.get(key) or {}).get("drawing") or {}).get("data")
 
 
 def keep_drawing(key: str) -> None:
     # A callback: it also runs when the last stroke arrives with a click on another page, where this
     # page's script does not run.
     drawing = (st.session_state.get(key) or {}).get("drawing") or {}
-    if drawing.get("data"):
+    if drawing.get("data") and drawing["data"] != st.session_state.get(STALE):
         st.session_state[KEPT] = {"raw": drawing.get("raw"), "png": digits.png_from_data_url(drawing["data"])}
 
 
@@ -58,7 +63,7 @@ def board() -> None:
             st.session_state[WIDTH] = measured
         width = min(MAX_CANVAS, measured or st.session_state.get(WIDTH) or 320)
         stroke = st.slider("Stroke width", 6, 40, max(6, round(18 * width / MAX_CANVAS)))
-        key = f"canvas-{st.session_state.canvas_gen}"  # the same canvas when its width changes: strokes stay
+        key = KEY  # one key: the same canvas when its width changes or it is cleared, strokes stay
         if key not in st.session_state:  # mounted again: the person comes back from another page
             st.session_state[START] = st.session_state.get(KEPT)
         start = st.session_state[START] or {}
@@ -69,12 +74,13 @@ def board() -> None:
         )
         canvas_toolbar_above()
         if st.button("Clear", icon="🧽"):
-            st.session_state.canvas_gen += 1  # a new key gives a fresh, empty canvas
-            st.session_state[KEPT] = None
-            st.rerun(scope="fragment")
+            clear(key)
 
     png = canvas.image_bytes
-    if png is None:  # not reported yet: the restored drawing, if any
+    stale = st.session_state.get(STALE)
+    if png is not None and stale is not None and sent(key) == stale:
+        png = None  # cleared: the canvas has not sent its empty drawing yet
+    elif png is None:  # not reported yet: the restored drawing, if any
         png = start.get("png")
     reading = digits.read_canvas(predict_fn, digits.rgba_from_png(png))
     with right:
@@ -99,6 +105,18 @@ def board() -> None:
             chart.progress(float(probs[d]), text=f"**{d}**  {probs[d]:.1%}")
         with fix:
             teach(i, image, int(top[0]))
+
+
+def clear(key: str) -> None:
+    """Empty the canvas in place: a new `initial_drawing` (never the same twice) makes the canvas load it
+    and send the empty drawing. A new widget key would mount a second canvas instead, and under load
+    the old one stays on screen for a moment, with the new one below it: a stroke then lands on the
+    wrong one or moves with the page."""
+    st.session_state.canvas_cleared += 1
+    st.session_state[START] = {"raw": {"objects": [], "cleared": st.session_state.canvas_cleared}}
+    st.session_state[KEPT] = None
+    st.session_state[STALE] = sent(key)  # the last drawing, until the canvas reports the empty one
+    st.rerun(scope="fragment")
 
 
 OUTCOME = {"digit": "what the model sees", "unsure": "what the model sees: not sure",
