@@ -169,6 +169,32 @@ def test_clear_empties_the_same_canvas_and_the_next_stroke_counts(app_url, open_
     tab.context.close()
 
 
+@pytest.mark.parametrize("size", SIZES)
+def test_teach_it_saves_the_drawing_with_the_right_digit(app_url, open_tab, size):
+    """"Wrong? Teach it": the digit chosen there is saved once, and a second save says so."""
+    tab = open_tab(SIZES[size])
+    page = tab.page
+    page.goto(f"{app_url}/digits")
+    page_ready(tab, "digits")
+    canvas = page.locator("canvas.upper-canvas")
+    page.wait_for_timeout(1000)  # the canvas is sized once its column is measured
+    box = canvas.bounding_box()
+    stroke(tab, [(box["x"] + box["width"] * 0.5, box["y"] + 0.15 * box["height"] + i * 0.07 * box["height"])
+                 for i in range(11)])
+    expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)
+    page.get_by_role("button", name="Wrong? Teach it").click()
+    dialog = page.get_by_test_id("stPopoverBody")
+    dialog.get_by_test_id("stSelectbox").click()
+    page.get_by_role("option", name="7", exact=True).click()
+    dialog.get_by_role("button", name="Save this drawing").click()
+    expect(dialog.get_by_text("Saved as a 7")).to_be_visible(timeout=30_000)
+    dialog.get_by_role("button", name="Save this drawing").click()
+    expect(dialog.get_by_text("already saved as a 7")).to_be_visible(timeout=30_000)
+    tab.shot(f"digits-teach-{size}")
+    assert tab.problems == []
+    tab.context.close()
+
+
 def go_to(tab, title: str) -> None:
     """A click on a page in the app's navigation, as a person changes pages (no reload)."""
     tab.page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
