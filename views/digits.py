@@ -73,8 +73,7 @@ def board() -> None:
             initial_drawing=start.get("raw"), key=key, on_change=lambda: keep_drawing(key),
         )
         canvas_toolbar_above()
-        if st.button("Clear", icon="🧽"):
-            clear(key)
+        st.button("Clear", icon="🧽", on_click=clear, args=(key,))
 
     png = canvas.image_bytes
     stale = st.session_state.get(STALE)
@@ -108,15 +107,14 @@ def board() -> None:
 
 
 def clear(key: str) -> None:
-    """Empty the canvas in place: a new `initial_drawing` (never the same twice) makes the canvas load it
-    and send the empty drawing. A new widget key would mount a second canvas instead, and under load
-    the old one stays on screen for a moment, with the new one below it: a stroke then lands on the
-    wrong one or moves with the page."""
+    """Empty the canvas in place (a callback: the run it starts already draws the empty canvas): a new
+    `initial_drawing` (never the same twice) makes the canvas load it and send the empty drawing.
+    A new widget key would mount a second canvas instead, and under load the old one stays on screen
+    for a moment with the new one below it: a stroke then lands on the wrong one or moves with the page."""
     st.session_state.canvas_cleared += 1
     st.session_state[START] = {"raw": {"objects": [], "cleared": st.session_state.canvas_cleared}}
     st.session_state[KEPT] = None
     st.session_state[STALE] = sent(key)  # the last drawing, until the canvas reports the empty one
-    st.rerun(scope="fragment")
 
 
 OUTCOME = {"digit": "what the model sees", "unsure": "what the model sees: not sure",
