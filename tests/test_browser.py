@@ -316,6 +316,32 @@ def test_a_long_paste_keeps_its_last_5000_characters_and_says_so(text_tab):
     text_tab.shot("text-long-paste")
 
 
+def test_generate_right_after_typing_then_append_and_type_on(text_tab):
+    """Type and click Generate at once (the last keys reach the server with the click), append the
+    continuation, generate again and type on: the old continuation is withdrawn, never appended over
+    what was typed since."""
+    page = text_tab.page
+    box = text_box(text_tab)
+    page.keyboard.type("the free spi", delay=60)
+    generate = page.get_by_role("button", name="Generate a continuation")
+    generate.click()  # no pause after the last key
+    continuation = page.get_by_test_id("stTextArea").locator("textarea")
+    expect(continuation).not_to_be_empty(timeout=60_000)
+    added = continuation.input_value()
+    page.get_by_role("button", name="Append it to my text").click()
+    expect(box).to_have_value("the free spi" + added, timeout=60_000)
+    generate.click()
+    expect(page.get_by_role("button", name="Append it to my text")).to_be_visible(timeout=60_000)
+    box.click()
+    page.keyboard.press("End")
+    page.keyboard.type(" and so on", delay=60)
+    typed = "the free spi" + added + " and so on"
+    expect(page.get_by_text("The text changed since the last continuation")).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("button", name="Append it to my text")).to_have_count(0)
+    expect(box).to_have_value(typed)
+    text_tab.shot("text-continuation-withdrawn")
+
+
 # ---------------------------------------------------------------- mood
 
 
