@@ -171,7 +171,8 @@ def test_clear_empties_the_same_canvas_and_the_next_stroke_counts(app_url, open_
 
 @pytest.mark.parametrize("size", SIZES)
 def test_teach_it_saves_the_drawing_with_the_right_digit(app_url, open_tab, size):
-    """"Wrong? Teach it": the digit chosen there is saved once, and a second save says so."""
+    """"Wrong? Teach it" opens a dialog (on a phone too, all of it on screen): the digit chosen there is
+    saved once, and a second save says so."""
     tab = open_tab(SIZES[size])
     page = tab.page
     page.goto(f"{app_url}/digits")
@@ -183,7 +184,7 @@ def test_teach_it_saves_the_drawing_with_the_right_digit(app_url, open_tab, size
                  for i in range(11)])
     expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)
     page.get_by_role("button", name="Wrong? Teach it").click()
-    dialog = page.get_by_test_id("stPopoverBody")
+    dialog = page.get_by_role("dialog")
     dialog.get_by_test_id("stSelectbox").click()
     page.get_by_role("option", name="7", exact=True).click()
     dialog.get_by_role("button", name="Save this drawing").click()

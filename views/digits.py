@@ -40,17 +40,20 @@ def where(path) -> str:
         return str(path)
 
 
-def teach(i: int, image, top: int) -> None:
-    with st.popover("Wrong? Teach it"):
-        label = st.selectbox("The right digit", range(10), index=top, key=f"label-{i}")
-        if st.button("Save this drawing", key=f"save-{i}"):
-            path, new = digits.save_feedback(image, label)
-            folder = where(path.parent)
-            if new:
-                st.success(f"Saved as a {label} in `{folder}/` on this server. It is used when a digits model is "
-                           "trained with “Include 'teach it' drawings” on the Training page.")
-            else:
-                st.info(f"This drawing is already saved as a {label} in `{folder}/`: nothing added.")
+@st.dialog("Teach it")
+def teach(image, top: int) -> None:
+    """A dialog, in the middle of the screen: a popover opened under the reading could reach below a
+    phone's screen, its Save button out of reach."""
+    st.image(np.kron(image, np.ones((3, 3))), caption="what the model saw", clamp=True)
+    label = st.selectbox("The right digit", range(10), index=top, key="teach-label")
+    if st.button("Save this drawing", type="primary", key="teach-save"):
+        path, new = digits.save_feedback(image, label)
+        folder = where(path.parent)
+        if new:
+            st.success(f"Saved as a {label} in `{folder}/` on this server. It is used when a digits model is "
+                       "trained with “Include 'teach it' drawings” on the Training page.")
+        else:
+            st.info(f"This drawing is already saved as a {label} in `{folder}/`: nothing added.")
 
 
 @st.fragment
@@ -102,8 +105,8 @@ def board() -> None:
         top = np.argsort(probs)[::-1][:3]
         for d in top:
             chart.progress(float(probs[d]), text=f"**{d}**  {probs[d]:.1%}")
-        with fix:
-            teach(i, image, int(top[0]))
+        if fix.button("Wrong? Teach it", key=f"teach-{i}"):
+            teach(image, int(top[0]))
 
 
 def clear(key: str) -> None:
