@@ -99,16 +99,21 @@ def stroke(tab, points) -> None:
     page.mouse.up()
 
 
+def open_canvas(tab, app_url):
+    """The digits page opened by its link, and its canvas once sized to its column (and where it is)."""
+    tab.page.goto(f"{app_url}/digits")
+    page_ready(tab, "digits")
+    canvas = tab.page.locator("canvas.upper-canvas")
+    tab.page.wait_for_timeout(1000)  # the canvas is sized once its column is measured
+    return canvas, canvas.bounding_box()
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_the_canvas_fits_its_column_and_a_stroke_at_its_right_edge_counts(app_url, open_tab, size):
     tab = open_tab(SIZES[size])
     page = tab.page
-    page.goto(f"{app_url}/digits")
-    page_ready(tab, "digits")
-    canvas = page.locator("canvas.upper-canvas")
-    column = page.get_by_test_id("stColumn").filter(has=canvas).first
-    page.wait_for_timeout(1000)  # the canvas is sized once its column is measured
-    box, col = canvas.bounding_box(), column.bounding_box()
+    canvas, box = open_canvas(tab, app_url)
+    col = page.get_by_test_id("stColumn").filter(has=canvas).first.bounding_box()
     assert col["x"] - 1 <= box["x"] and box["x"] + box["width"] <= col["x"] + col["width"] + 1
     assert box["width"] >= 0.9 * min(col["width"], 560)  # and uses the room it has
     x = box["x"] + box["width"] - 22  # a "1" drawn along the right edge
@@ -144,11 +149,7 @@ def test_clear_empties_the_same_canvas_and_the_next_stroke_counts(app_url, open_
     the new one below it, and a stroke lands on the wrong one."""
     tab = open_tab(DESKTOP)
     page = tab.page
-    page.goto(f"{app_url}/digits")
-    page_ready(tab, "digits")
-    canvas = page.locator("canvas.upper-canvas")
-    page.wait_for_timeout(1000)  # the canvas is sized once its column is measured
-    box = canvas.bounding_box()
+    canvas, box = open_canvas(tab, app_url)
     one = [(box["x"] + box["width"] * 0.3, box["y"] + 0.15 * box["height"] + i * 0.07 * box["height"])
            for i in range(11)]
     stroke(tab, one)
@@ -175,11 +176,7 @@ def test_teach_it_saves_the_drawing_with_the_right_digit(app_url, open_tab, size
     saved once, and a second save says so."""
     tab = open_tab(SIZES[size])
     page = tab.page
-    page.goto(f"{app_url}/digits")
-    page_ready(tab, "digits")
-    canvas = page.locator("canvas.upper-canvas")
-    page.wait_for_timeout(1000)  # the canvas is sized once its column is measured
-    box = canvas.bounding_box()
+    canvas, box = open_canvas(tab, app_url)
     stroke(tab, [(box["x"] + box["width"] * 0.5, box["y"] + 0.15 * box["height"] + i * 0.07 * box["height"])
                  for i in range(11)])
     expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)
@@ -189,6 +186,7 @@ def test_teach_it_saves_the_drawing_with_the_right_digit(app_url, open_tab, size
     page.get_by_role("option", name="7", exact=True).click()
     dialog.get_by_role("button", name="Save this drawing").click()
     expect(dialog.get_by_text("Saved as a 7")).to_be_visible(timeout=30_000)
+    expect(dialog.get_by_text("Training page")).to_be_visible()  # says how the drawing is used
     dialog.get_by_role("button", name="Save this drawing").click()
     expect(dialog.get_by_text("already saved as a 7")).to_be_visible(timeout=30_000)
     tab.shot(f"digits-teach-{size}")

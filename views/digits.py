@@ -20,15 +20,15 @@ KEY, KEPT, START, WIDTH, STALE = "canvas", "canvas-kept", "canvas-start", "canva
 st.session_state.setdefault(START, None)
 
 
-def sent(key: str) -> str | None:
-    """The drawing the canvas last sent (a PNG data URL), None before it sent one."""
-    return ((st.session_state.get(key) or {}).get("drawing") or {}).get("data")
+def sent(key: str) -> dict:
+    """The drawing the canvas last sent: its strokes (`raw`) and PNG data URL (`data`); {} before it sent one."""
+    return (st.session_state.get(key) or {}).get("drawing") or {}
 
 
 def keep_drawing(key: str) -> None:
     # A callback: it also runs when the last stroke arrives with a click on another page, where this
     # page's script does not run.
-    drawing = (st.session_state.get(key) or {}).get("drawing") or {}
+    drawing = sent(key)
     if drawing.get("data") and drawing["data"] != st.session_state.get(STALE):
         st.session_state[KEPT] = {"raw": drawing.get("raw"), "png": digits.png_from_data_url(drawing["data"])}
 
@@ -80,7 +80,7 @@ def board() -> None:
 
     png = canvas.image_bytes
     stale = st.session_state.get(STALE)
-    if png is not None and stale is not None and sent(key) == stale:
+    if png is not None and stale is not None and sent(key).get("data") == stale:
         png = None  # cleared: the canvas has not sent its empty drawing yet
     elif png is None:  # not reported yet: the restored drawing, if any
         png = start.get("png")
@@ -117,7 +117,7 @@ def clear(key: str) -> None:
     st.session_state.canvas_cleared += 1
     st.session_state[START] = {"raw": {"objects": [], "cleared": st.session_state.canvas_cleared}}
     st.session_state[KEPT] = None
-    st.session_state[STALE] = sent(key)  # the last drawing, until the canvas reports the empty one
+    st.session_state[STALE] = sent(key).get("data")  # the last drawing, until the canvas reports the empty one
 
 
 OUTCOME = {"digit": "what the model sees", "unsure": "what the model sees: not sure",
