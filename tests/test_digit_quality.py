@@ -172,6 +172,14 @@ def test_a_single_digit_is_not_split():
     assert digits.read_canvas(narrow_reader, rgba_of(canvas)).number == "0"
 
 
+def test_a_sliver_read_as_a_one_costs_more_than_a_one():
+    one = np.r_[0.0, 0.99, [0.01 / 9] * 9]
+    sliver, thin_one = digits._span_score(one, (5, 100), 100), digits._span_score(one, (20, 100), 100)
+    assert sliver < thin_one == digits._span_score(one, (30, 100), 100)  # a 1 as wide as a fifth: no cost
+    zero = np.r_[0.99, [0.01 / 10] * 10]
+    assert digits._span_score(zero, (20, 100), 100) < thin_one  # other digits are narrow below 0.35
+
+
 def test_best_split_picks_the_highest_scoring_chain():
     spans = [(0, 10), (0, 20), (10, 20), (0, 30), (10, 30), (20, 30)]
     scores = {s: -5.0 for s in spans}
