@@ -283,8 +283,8 @@ class KerasLM:
         for gates_in, recurrent, head_kernel, head_bias in self.nets:
             units = recurrent.shape[0]
             z = gates_in[ids] + h[:, at:at + units] @ recurrent
-            # Slices, not np.split, and one sigmoid for the input and forget gates: a step is small enough
-            # that NumPy's per-call overhead is a third of it.
+            # Slices, not np.split, and one sigmoid for the input and forget gates: fewer NumPy calls, whose own
+            # overhead is about a third of a step of 8 beams (measured: a few percent saved).
             i_f = sigmoid(z[:, :2 * units])
             c_net = i_f[:, units:] * c[:, at:at + units] + i_f[:, :units] * np.tanh(z[:, 2 * units:3 * units])
             h_net = sigmoid(z[:, 3 * units:]) * np.tanh(c_net)
