@@ -623,7 +623,7 @@ MAX_CUTS = 10  # candidate cut columns per wide piece (all their segments are sc
 # stroke of a 4, 0 or 8 cut off (numbers came out long: 1484 -> 1411114): 0 / 0.2 / 0.35 read 49.0 / 51.0 / 52.0% of the
 # tuning numbers (numbers with a 1: 32.1 / 33.3 / 33.3%); 0.2, since a 1 drawn as one thin line is ~0.1 of its height.
 SPLIT_PRIOR = {"too_wide": 8.0, "too_narrow": 3.0, "too_short": 3.0, "per_digit": 0.0, "wide_other": 0.3,
-               "narrow_one": 0.2}
+               "narrow": 0.35, "narrow_one": 0.2}
 
 
 def cut_candidates(piece: np.ndarray, threshold: float = 0.15) -> tuple[int, int, list[int]]:
@@ -683,7 +683,7 @@ def _span_score(p: np.ndarray, box: tuple[int, int], height: int, prior: dict | 
     k = {**SPLIT_PRIOR, **(prior or {})}
     width, tall = box[0] / height, box[1] / height
     reading = int(p.argmax())
-    narrow = 0.0 if reading == NOT_A_DIGIT else max(0.0, (k["narrow_one"] if reading == 1 else 0.35) - width)
+    narrow = 0.0 if reading == NOT_A_DIGIT else max(0.0, k["narrow_one" if reading == 1 else "narrow"] - width)
     wide = max(0.0, width - WIDE) * (k["wide_other"] if reading == NOT_A_DIGIT else 1.0)
     return float(np.log(max(float(p.max()), 1e-6)) - k["too_wide"] * wide
                  - k["too_narrow"] * narrow - k["too_short"] * max(0.0, 0.7 - tall) - k["per_digit"])

@@ -40,11 +40,16 @@ def where(path) -> str:
         return str(path)
 
 
+def enlarged(image):
+    """The 28x28 image the model saw, three times larger (pixel for pixel, not smoothed)."""
+    return np.kron(image, np.ones((3, 3)))
+
+
 @st.dialog("Teach it")
 def teach(image, top: int) -> None:
     """A dialog, in the middle of the screen: a popover opened under the reading could reach below a
     phone's screen, its Save button out of reach."""
-    st.image(np.kron(image, np.ones((3, 3))), caption="what the model saw", clamp=True)
+    st.image(enlarged(image), caption="what the model saw", clamp=True)
     label = st.selectbox("The right digit", range(10), index=top, key="teach-label")
     if st.button("Save this drawing", type="primary", key="teach-save"):
         path, new = digits.save_feedback(image, label)
@@ -101,7 +106,7 @@ def board() -> None:
 
     for i, (image, probs, outcome) in enumerate(zip(reading.images, reading.probs, outcomes)):
         seen, chart, fix = st.columns([1, 3, 2], vertical_alignment="center")
-        seen.image(np.kron(image, np.ones((3, 3))), caption=OUTCOME.get(outcome, outcome), clamp=True)
+        seen.image(enlarged(image), caption=OUTCOME.get(outcome, outcome), clamp=True)
         top = np.argsort(probs)[::-1][:3]
         for d in top:
             chart.progress(float(probs[d]), text=f"**{d}**  {probs[d]:.1%}")
