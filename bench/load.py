@@ -10,7 +10,9 @@ face. Visitors arrive at random moments of the first `--arrive` seconds (a class
 link) and look at each result for `--think` seconds on average; the stress row has the most
 visitors arrive at once and never pause. Each action is timed inside the page, from the person's
 event (pen up, last key, file chosen) to the first animation frame that shows the result, so the
-tool's own overhead is not counted. Reported per action: p50/p95/max, over all visits and over the
+tool's own overhead is not counted. A stroke is also timed at the server: from its message leaving the browser to
+the run's "script finished" arriving, on the clock of the browser's network stack (Chrome DevTools Protocol frame
+events), so the visitors' busy pages are left out. Reported per action: p50/p95/max, over all visits and over the
 visits after the first (once the app is open in every browser); errors of any kind (timeouts,
 exception boxes, console errors, failed requests); the server's peak RSS; the server's CPU per
 interaction (CPU time over browser-to-server websocket messages); the browsers' CPU share. Then the
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import itertools
 import json
 import os
@@ -40,6 +43,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from pipelines import core
 
@@ -165,6 +169,8 @@ class Visitor:
         self.errors: list[str] = []
         self.visits = 0
         self.later: dict[str, list[float]] = {"digits": [], "text": [], "mood": []}  # after the first visit
+        self.server: list[float] = []  # the server's part of each stroke (see open)
+        self.watch: dict | None = None
         self.on_ready = None  # awaited once a page is open and ready for the person's action (cpu_per_page)
 
     async def open(self):
@@ -179,9 +185,26 @@ class Visitor:
                 and self.errors.append(f"failed request: {r.url} {r.failure}"))
         page.on("response", lambda r: r.status >= 400 and self.errors.append(f"HTTP {r.status}: {r.url}"))
         page.on("websocket", lambda ws: ws.on("framesent", self._sent))
+        # The server's part of a stroke, timed by the browser's network stack (not its busy page): from the stroke's
+        # message sent to the server's "script finished" received.
+        self.cdp = await self.context.new_cdp_session(page)
+        self.cdp.on("Network.webSocketFrameSent", self._frame_sent)
+        self.cdp.on("Network.webSocketFrameReceived", self._frame_received)
+        await self.cdp.send("Network.enable")
 
     def _sent(self, _frame):
         self.counter["messages"] += 1
+
+    def _frame_sent(self, event: dict):
+        if self.watch is not None and "sent" not in self.watch:
+            self.watch["sent"] = event["timestamp"]
+
+    def _frame_received(self, event: dict):
+        watch, frame = self.watch, event["response"]
+        if watch is None or "sent" not in watch or "done" in watch or frame.get("opcode") != 2:
+            return
+        if ForwardMsg.FromString(base64.b64decode(frame["payloadData"])).WhichOneof("type") == "script_finished":
+            watch["done"] = event["timestamp"]
 
     async def close(self):
         await self.context.close()
@@ -246,8 +269,16 @@ class Visitor:
         await page.mouse.down()
         for i in range(1, 12):
             await page.mouse.move(x + i * 0.6, y + 0.15 * h + i * 0.065 * h)
+        self.watch = {}
         await page.mouse.up()
         await self._result("digits")
+        for _ in range(40):  # the reading shows before the run's last messages arrive
+            if "done" in self.watch or "sent" not in self.watch:
+                break
+            await asyncio.sleep(0.05)
+        watch, self.watch = self.watch, None
+        if "done" in watch:
+            self.server.append(1000 * (watch["done"] - watch["sent"]))
 
     async def settled(self, canvas):
         """Until the canvas is there at its final size, the page's script is done and nothing of the page
@@ -341,6 +372,8 @@ async def run_visitors(browser, url, pid, face, k: int, loops: int, budget_s: fl
         # The same once every visitor has opened the app (their second and later visits).
         "actions_after_first_visit": {a: stats([t for v in visitors for t in v.later[a]])
                                       for a in ("digits", "text", "mood")},
+        # A stroke's round trip at the server, the visitors' browsers left out (their network stack's clock).
+        "digits_server_round_trip": stats([t for v in visitors for t in v.server]),
         "errors": len(errors), "error_examples": sorted(set(errors))[:5],
         "server_rss_peak_mb": round(rss.peak, 1),
         "server_cpu_ms_per_message": round(per_msg, 1), "messages": counter["messages"],

@@ -75,14 +75,18 @@ def test_load_rows_put_the_browsers_cpu_beside_the_servers_and_read_older_result
                 "server_cpu_ms_per_message": 23, "server_cpu_share_of_machine": 0.12,
                 "browsers_cpu_share_of_machine": 0.77, "visitors_per_server_core": 82}
     rows = []
+    trip = {"n": 4, "p50_ms": 90, "p95_ms": 450, "max_ms": 600}
     run.load_rows({"per_page": pages, "visitors": [visitors | {"browsers_cpu_ms_per_action": 380,
-                                                               "server_cpu_ms_per_action": 60}]},
+                                                               "server_cpu_ms_per_action": 60,
+                                                               "digits_server_round_trip": trip}]},
                   lambda what, value: rows.append((what, value)))
     table = dict(rows)
     browser_row = next(v for k, v in table.items() if k.startswith("CPU ms per action, one visitor"))
     assert browser_row == ("stroke 230 / 30, typing a phrase 300 / 50, photo 200 / 120; "
                            "opening digits 400 / 40, text 400 / 40, mood 400 / 40")
     assert table["load: 20 visitors"].endswith("browsers 380 ms, server 60 ms")
+    assert "a stroke at the server (its message out to the run's end back, on the browsers' network clock): " \
+           "p50 0.09 s, p95 0.45 s;" in table["load: 20 visitors"]
     rows.clear()
     for p in pages.values():  # results written before these figures were measured
         for key in ("browser_cpu_ms", "server_cpu_ms"):
