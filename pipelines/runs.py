@@ -589,11 +589,22 @@ def settings_from_args(settings_cls, args):
     return replace(settings, **overrides)
 
 
+def nice_autogroup(nice: int, pid: str = "self") -> None:
+    """Where Linux shares CPU time between sessions first (autogroup, on by default), a nice level counts only
+    inside the session: a job started in its own session (`start_new_session`) got as much CPU as the whole server
+    whatever its nice level. This sets the nice level of the process's session group. No-op elsewhere."""
+    with suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+
+
 def lower_priority() -> None:
     """A training job yields to the app: nice level JOB_NICE (default 10) and JOB_THREADS
     TensorFlow threads (default: all cores but one), so the server keeps a core."""
     with suppress(OSError, ValueError):
-        os.nice(int(os.environ.get("JOB_NICE", "10")))
+        nice = int(os.environ.get("JOB_NICE", "10"))
+        os.nice(nice)
+        if os.getsid(0) == os.getpid():  # a job of its own session (the page's): never a terminal's whole session
+            nice_autogroup(nice)
     threads = int(os.environ.get("JOB_THREADS") or max(1, (os.cpu_count() or 2) - 1))
     import tensorflow as tf
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,6 +123,17 @@ def test_jobs_run_at_lower_priority():
     code = "import os; from pipelines import runs; before = os.nice(0); runs.lower_priority(); print(os.nice(0) - before)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "JOB_NICE": "7", "JOB_THREADS": "1"}, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "7", done.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="no Linux autogroup here")
+def test_a_job_in_its_own_session_lowers_its_whole_group():
+    """With autogroup, a nice level counts only inside a session: the page's jobs (a session of their own) set
+    their group's nice level too, or they get as much CPU as the whole server."""
+    code = ("from pathlib import Path; from pipelines import runs; runs.lower_priority(); "
+            "print(Path('/proc/self/autogroup').read_text().split()[-1])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "JOB_NICE": "7", "JOB_THREADS": "1"}, start_new_session=True)
     assert done.stdout.strip().splitlines()[-1] == "7", done.stderr
 
 
