@@ -20,8 +20,9 @@ server CPU per interaction of each page alone (one visitor), an idle Training ta
 load with a training job running, and 200 sessions opened and closed (RSS before and after).
 
 Chromium runs at the lowest CPU priority (nice 19), kept there by dropping its CAP_SYS_NICE (run as
-root, it raises some of its threads to nice -8 otherwise): real visitors' browsers run on their own
-machines, and on this 2-core machine they compete with the server. The in-page times include the
+root, it raises some of its threads to nice -8 otherwise), and its session groups are set to nice 19
+as well (`keep_browsers_niced`: with Linux autogroup a process's nice level counts only inside its session):
+real visitors' browsers run on their own machines, and on this 2-core machine they compete with the server. The in-page times include the
 browsers' own work, K browsers on 2 cores here; the server's CPU per interaction is the figure that
 scales. Only 127.0.0.1 is contacted; every loop is bounded in count and time. Results go to
 bench/results/results.json ("load") and the README table (bench/run.py renders it).
@@ -514,8 +515,8 @@ async def main_async(args) -> dict:
 
     face = Path(tempfile.gettempdir()) / "bench-face.jpg"
     cv2.imwrite(str(face), cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
-    results = {"chromium": "one Chromium at nice 19 (kept there: CAP_SYS_NICE dropped), a context per visitor, no "
-                           "camera (the Mood page's webcam view waits for one; visitors upload)",
+    results = {"chromium": "one Chromium at nice 19 (kept there: CAP_SYS_NICE dropped; its session groups at nice 19 "
+                           "too), a context per visitor, no camera (the Mood page's webcam view waits for one; visitors upload)",
                "server": "streamlit run app.py, settings from .streamlit/config.toml (as make run)",
                "visitor": f"opens /digits by its URL, then changes pages with the app's navigation; arrives within the "
                           f"first {args.arrive:g} s, looks at each result {args.think:g} s on average; {args.loops} visits "
