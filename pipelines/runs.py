@@ -593,8 +593,14 @@ def nice_autogroup(nice: int, pid: str = "self") -> None:
     """Where Linux shares CPU time between sessions first (autogroup, on by default), a nice level counts only
     inside the session: a job started in its own session (`start_new_session`) got as much CPU as the whole server
     whatever its nice level. This sets the nice level of the process's session group. No-op elsewhere."""
-    with suppress(OSError):
-        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+    for _ in range(5):
+        try:
+            Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+            return
+        except BlockingIOError:  # EAGAIN: without CAP_SYS_ADMIN, one such change per 100 ms on the whole machine
+            time.sleep(0.1)
+        except OSError:
+            return
 
 
 def lower_priority() -> None:
