@@ -111,11 +111,27 @@ def rss_mb(pid: int, key: str = "VmRSS") -> float:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith(key))) / 1024
 
 
+def parent(pid: str) -> str:
+    return (Path("/proc") / pid / "stat").read_text().rsplit(")", 1)[1].split()[1]
+
+
+def descends_from_us(pid: str) -> bool:
+    """Started by this process (the Chromium it launched), not some other browser on the machine."""
+    me = str(os.getpid())
+    for _ in range(32):
+        pid = parent(pid)
+        if pid == me:
+            return True
+        if pid in ("0", "1"):
+            return False
+    return False
+
+
 def chromium_processes():
-    """/proc folders of Chromium's processes."""
+    """/proc folders of the processes of the Chromium this bench launched."""
     for d in Path("/proc").iterdir():
-        with suppress(OSError):
-            if d.name.isdigit() and "chromium" in (d / "comm").read_text():
+        with suppress(OSError, IndexError):
+            if d.name.isdigit() and "chromium" in (d / "comm").read_text() and descends_from_us(d.name):
                 yield d
 
 
