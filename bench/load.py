@@ -10,9 +10,10 @@ face. Visitors arrive at random moments of the first `--arrive` seconds (a class
 link) and look at each result for `--think` seconds on average; the stress row has the most
 visitors arrive at once and never pause. Each action is timed inside the page, from the person's
 event (pen up, last key, file chosen) to the first animation frame that shows the result, so the
-tool's own overhead is not counted. A stroke is also timed at the server: from its message leaving the browser to
-the run's "script finished" arriving, on the clock of the browser's network stack (Chrome DevTools Protocol frame
-events), so the visitors' busy pages are left out. Reported per action: p50/p95/max, over all visits and over the
+tool's own overhead is not counted. With --server-timing (a diagnostic, stored apart: it costs the browsers CPU) a
+stroke is also timed on its websocket: from its message sent to the run's "script finished" received, as the page's
+Chrome DevTools Protocol frame events see them (taken in the renderer, so they still include its queueing, but not
+the drawing of the result). Reported per action: p50/p95/max, over all visits and over the
 visits after the first (once the app is open in every browser); errors of any kind (timeouts,
 exception boxes, console errors, failed requests); the server's peak RSS; the server's CPU per
 interaction (CPU time over browser-to-server websocket messages); the browsers' CPU share. Then the
@@ -207,7 +208,7 @@ class Visitor:
         self.errors: list[str] = []
         self.visits = 0
         self.later: dict[str, list[float]] = {"digits": [], "text": [], "mood": []}  # after the first visit
-        self.server: list[float] = []  # the server's part of each stroke (see open)
+        self.server: list[float] = []  # each stroke's websocket round trip (--server-timing; see open)
         self.watch: dict | None = None
         self.on_ready = None  # awaited once a page is open and ready for the person's action (cpu_per_page)
 
@@ -225,8 +226,8 @@ class Visitor:
         page.on("websocket", lambda ws: ws.on("framesent", self._sent))
         if not self.server_timing:
             return
-        # The server's part of a stroke, timed by the browser's network stack (not its busy page): from the stroke's
-        # message sent to the server's "script finished" received.
+        # A stroke's websocket round trip: its message sent to the server's "script finished" received (frame events,
+        # stamped by the renderer as it handles each frame, before anything is drawn).
         self.cdp = await self.context.new_cdp_session(page)
         self.cdp.on("Network.webSocketFrameSent", self._frame_sent)
         self.cdp.on("Network.webSocketFrameReceived", self._frame_received)
@@ -412,7 +413,7 @@ async def run_visitors(browser, url, pid, face, k: int, loops: int, budget_s: fl
         # The same once every visitor has opened the app (their second and later visits).
         "actions_after_first_visit": {a: stats([t for v in visitors for t in v.later[a]])
                                       for a in ("digits", "text", "mood")},
-        # A stroke's round trip at the server, the visitors' browsers left out (their network stack's clock).
+        # A stroke's websocket round trip (--server-timing only; see open).
         "digits_server_round_trip": stats([t for v in visitors for t in v.server]),
         "errors": len(errors), "error_examples": sorted(set(errors))[:5],
         "server_rss_peak_mb": round(rss.peak, 1),

@@ -322,7 +322,7 @@ def load_rows(lo: dict, row) -> None:
         steady = (f" (digits after the first visit: p50 {later['p50_ms'] / 1000:.2f} s, p95 {later['p95_ms'] / 1000:.2f} s)"
                   if later.get("n") else "")
         trip = r.get("digits_server_round_trip", {})
-        steady += (f"; a stroke at the server (its message out to the run's end back, on the browsers' network clock): "
+        steady += (f"; a stroke's websocket round trip (its message out to the run's end back, as the page sees it): "
                    f"p50 {trip['p50_ms'] / 1000:.2f} s, p95 {trip['p95_ms'] / 1000:.2f} s" if trip.get("n") else "")
         row(label, f"{timings}{steady}; {r['errors']} errors; server RSS peak {r['server_rss_peak_mb']:.0f} MB, "
                    f"{r['server_cpu_ms_per_message']:.0f} ms CPU per interaction, server {r['server_cpu_share_of_machine']:.0%} "

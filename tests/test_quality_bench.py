@@ -85,7 +85,7 @@ def test_load_rows_put_the_browsers_cpu_beside_the_servers_and_read_older_result
     assert browser_row == ("stroke 230 / 30, typing a phrase 300 / 50, photo 200 / 120; "
                            "opening digits 400 / 40, text 400 / 40, mood 400 / 40")
     assert table["load: 20 visitors"].endswith("browsers 380 ms, server 60 ms")
-    assert "a stroke at the server (its message out to the run's end back, on the browsers' network clock): " \
+    assert "a stroke's websocket round trip (its message out to the run's end back, as the page sees it): " \
            "p50 0.09 s, p95 0.45 s;" in table["load: 20 visitors"]
     rows.clear()
     for p in pages.values():  # results written before these figures were measured
