@@ -150,7 +150,7 @@ def chromium_cpu_seconds() -> float:
 
 
 async def keep_browsers_niced():
-    """Chromium starts its browser and zygote processes in sessions of their own, and where Linux shares CPU time
+    """Chromium runs in a session of its own (Playwright starts it detached), and where Linux shares CPU time
     between sessions first (autogroup) their nice 19 counted only among themselves: the browsers' sessions got
     as much CPU as the server's. Each of their session groups is set to nice 19 too, as they appear."""
     while True:
