@@ -162,7 +162,7 @@ def test_clear_empties_the_same_canvas_and_the_next_stroke_counts(app_url, open_
     tab.shot("digits-cleared")
     wait_for_app(page)
     assert canvas.bounding_box() == box  # the same place: a stroke now lands where the person aims
-    stroke(tab, [(x + box["width"] * 0.4, y) for x, y in one])
+    stroke(tab, one)  # the very same stroke again: the same pixels as the drawing cleared, and read all the same
     expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)
     assert ink_is(page, True)
     assert drawn_on.evaluate("(c) => c.isConnected")  # not replaced by a second canvas mounted below it

@@ -85,7 +85,11 @@ def board() -> None:
 
     png = canvas.image_bytes
     stale = st.session_state.get(STALE)
-    if png is not None and stale is not None and sent(key).get("data") == stale:
+    if stale is not None and png is not None and sent(key).get("data") != stale:
+        # The canvas has reported since the clear: from now on every drawing counts, one the same to the
+        # pixel as the cleared one included (drawn again, or brought back with the canvas's undo).
+        st.session_state[STALE] = stale = None
+    if png is not None and stale is not None:
         png = None  # cleared: the canvas has not sent its empty drawing yet
     elif png is None:  # not reported yet: the restored drawing, if any
         png = start.get("png")
