@@ -267,3 +267,19 @@ def test_the_form_offers_where_the_job_runs(monkeypatch):
     engine = next(r for r in at.radio if r.label == "Run on")
     assert not at.exception and engine.value == "local"  # this server, unless RAY_ADDRESS says otherwise
     assert "ray" in engine.options or any("Ray" in o for o in engine.options)
+
+
+def test_a_mood_model_that_buys_fer2013_accuracy_with_fer_plus_asks_first_and_says_why():
+    from test_registry import guarded_run
+
+    core.promote("mood", guarded_run(0.68, 0.81).dir)
+    bought = guarded_run(0.70, 0.73)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["task"] = "mood"
+    at.run()
+    at.button(key=f"promote-{bought.id}").click().run()
+    assert not at.exception and core.active_version("mood") == "v1"  # nothing yet
+    warning = next(w.value for w in at.warning if "Promote anyway" in w.value)
+    assert "better by 2.00 points" in warning and "FER+ majority accuracy falls from 81.00% to 73.00%" in warning
+    at.button(key=f"yes-live-{bought.id}").click().run()
+    assert not at.exception and core.active_card("mood")["run"] == bought.id

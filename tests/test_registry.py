@@ -174,3 +174,32 @@ def test_compare_uses_card_numbers_on_the_same_benchmark():
     c = training.compare("digits", {"name": "accuracy", "value": 0.95, "higher_is_better": True, "benchmark": BENCH})
     assert c["verdict"] == "better" and c["active"] == 0.9 and c["active_version"] == "v1"
     assert runs.version_rows("digits")[0]["benchmark"] == "test images"
+
+
+def guarded_run(score: float, ferplus: float):
+    """A mood run scored on FER2013 test images, with its FER+ majority accuracy on its card."""
+    run = finished_run(task="mood", score=score, benchmark="fer2013-test:000000000000")
+    core.write_json(run.dir / "card.json", run.card() | {"test": {"accuracy": score, "ferplus": {"accuracy": ferplus}}})
+    return run
+
+
+def test_a_better_score_bought_with_the_guard_figure_is_judged_worse():
+    """Mood: a model that gains FER2013 accuracy by losing more than 1 point of FER+ majority accuracy is kept
+    out by if-better and needs the page's second click; within the point, or with no FER+ figure, it is better."""
+    core.promote("mood", guarded_run(0.68, 0.81).dir)
+    bought = guarded_run(0.70, 0.73)
+    gate = training.promotion_gate("mood", bought)
+    assert gate.comparison["verdict"] == "worse" and gate.comparison["guard_failed"] and gate.needs_confirmation
+    assert "better by 2.00 points" in gate.message
+    assert "FER+ majority accuracy falls from 81.00% to 73.00%, more than the 1.00 points allowed" in gate.message
+    card = bought.card()
+    c = training.compare("mood", card["score"], test=card["test"])
+    assert c["verdict"] == "worse"
+    with pytest.raises(core.PromotionError, match="without confirmation"):
+        training.promote_run("mood", bought)
+    assert core.active_version("mood") == "v1"
+    within = guarded_run(0.69, 0.805)
+    assert training.promotion_gate("mood", within).comparison["verdict"] == "better"
+    untested = finished_run(task="mood", score=0.69, benchmark="fer2013-test:000000000000")  # no FER+ figure
+    assert not training.promotion_gate("mood", untested).needs_confirmation
+    assert training.promote_run("mood", bought, confirmed=True) == "v2"  # an explicit, informed choice

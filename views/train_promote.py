@@ -39,7 +39,9 @@ def promote_section(run: runs.Run, where: str) -> None:
 
 def confirmation(name: str, run: runs.Run, gate: training.Gate, where: str, confirm: str) -> None:
     c = gate.comparison
-    if c.get("verdict") == "worse":
+    if c.get("guard_failed"):
+        how = gate.message
+    elif c.get("verdict") == "worse":
         how = (f"It is **worse by {training.fmt_gap(c['gap'], c['score_name'])}**: this run "
                f"{training.fmt(c['candidate'], c['score_name'])}, active {c.get('active_version') or 'model'} "
                f"{training.fmt(c['active'], c['score_name'])} on {c.get('benchmark_name') or c.get('benchmark')}.")
