@@ -356,10 +356,10 @@ def verdict(c: dict) -> dict:
 
 
 def guarded(c: dict) -> dict:
-    """A better score that costs the guard figure more than its tolerance is judged worse: the
-    if-better gate keeps the active model, and the page asks before promoting it."""
+    """A better (or as good) score that costs the guard figure more than its tolerance is judged worse:
+    the if-better gate keeps the active model, and the page asks before promoting it."""
     g = c.get("guard")
-    if c["verdict"] != "better" or not g:
+    if c["verdict"] == "worse" or not g:
         return c
     fall = g["active"] - g["value"]
     if fall <= g["tolerance"] + 1e-9:

@@ -198,6 +198,7 @@ def test_a_better_score_bought_with_the_guard_figure_is_judged_worse():
     with pytest.raises(core.PromotionError, match="without confirmation"):
         training.promote_run("mood", bought)
     assert core.active_version("mood") == "v1"
+    assert training.promotion_gate("mood", guarded_run(0.68, 0.79)).comparison["verdict"] == "worse"  # as good, but
     within = guarded_run(0.69, 0.805)
     assert training.promotion_gate("mood", within).comparison["verdict"] == "better"
     untested = finished_run(task="mood", score=0.69, benchmark="fer2013-test:000000000000")  # no FER+ figure
