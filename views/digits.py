@@ -86,8 +86,8 @@ def board() -> None:
     png = canvas.image_bytes
     stale = st.session_state.get(STALE)
     if stale is not None and png is not None and sent(key).get("data") != stale:
-        # The canvas has reported since the clear: from now on every drawing counts, one the same to the
-        # pixel as the cleared one included (drawn again, or brought back with the canvas's undo).
+        # The canvas has reported since the clear: from now on every drawing counts, one drawn again the
+        # same to the pixel as the cleared one included.
         st.session_state[STALE] = stale = None
     if png is not None and stale is not None:
         png = None  # cleared: the canvas has not sent its empty drawing yet
