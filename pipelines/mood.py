@@ -2,6 +2,7 @@
 
     python -m pipelines.mood train [--data-dir DIR] [--arch default|baseline] [--epochs N] [--promote always]
                                    [--labels fer2013|ferplus|mixed] [--label-mix 0.5] [--init-from models/mood.keras]
+                                   [--labels teacher --teachers A/model.keras,B/model.keras]   (distillation)
     python -m pipelines.mood evaluate [--data-dir DIR]
     python -m pipelines.mood predict PHOTO.jpg
     python -m pipelines.mood adopt OUT/model.keras [--promote if-better]   (trained by pipelines.mood_accel)
@@ -14,7 +15,8 @@ Data, from --data-dir or $DATA_DIR, in any of the forms people have:
 Faces are 48x48 grayscale scaled to [0, 1]; the page's face crops get exactly the same treatment.
 With `fer2013plus_labels.npz` beside the data (Microsoft's FER+ crowd votes, aligned row by row),
 training can use the votes as soft targets (`--labels ferplus`, or `mixed` with the FER2013 label)
-and `evaluate` reports the FER+ majority labels too.
+and `evaluate` reports the FER+ majority labels too. `--labels teacher` learns instead from trained
+models' averaged readings of the training faces (distillation: one network's cost for what several read).
 Song suggestions live in pipelines/songs.py.
 """
 
@@ -35,6 +37,7 @@ CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 SIZE = 48
 CONFIDENT = 0.45  # below this the page says the expression is unclear
 ARCHS = (*core.ARCHS, "wide")  # what `train` and the Training page offer
+LABELS = ("fer2013", "ferplus", "mixed", "teacher")  # training targets: see Settings.labels
 MAX_SIDE = 1280  # larger photos are scaled down before detection: same faces, bounded time
 
 
@@ -55,8 +58,11 @@ class Settings:
     init_from: str = ""  # a .keras model to start from (fine-tuning) instead of random weights
     # Training targets: "fer2013" (the original one-hot labels), "ferplus" (the FER+ crowd-vote
     # distribution) or "mixed" (label_mix * FER2013 one-hot + (1 - label_mix) * FER+ votes).
+    # "teacher": label_mix * FER2013 one-hot + (1 - label_mix) * the averaged probabilities of the `teachers`
+    # (comma-separated .keras files) on the training faces, face and mirror.
     labels: str = "fer2013"
     label_mix: float = 0.5
+    teachers: str = ""
     # Weight averaging (Polyak): validation, the best checkpoint and so the model use an exponential
     # moving average of the weights, this momentum per step (0: off; 0.999 averages ~1,000 steps).
     ema: float = 0.0
@@ -64,7 +70,10 @@ class Settings:
     def __post_init__(self):
         core.check_settings(self, label_smoothing=core.number(0, 1, low_open=False, high_open=True),
                             ema=core.number(0, 1, low_open=False, high_open=True),
-                            class_weighting=core.flag, mixed_precision=core.flag, arch=core.choice(*ARCHS))
+                            class_weighting=core.flag, mixed_precision=core.flag, arch=core.choice(*ARCHS),
+                            labels=core.choice(*LABELS), label_mix=core.number(0, 1, low_open=False))
+        if self.labels == "teacher" and not teacher_files(self.teachers):
+            raise core.InvalidSettings("labels teacher needs teachers: the trained models to learn from")
 
     @classmethod
     def baseline(cls) -> Settings:
@@ -164,8 +173,9 @@ def _with_votes(data: Data, directory: Path) -> Data:
 
 
 def targets(y: np.ndarray, votes: np.ndarray | None, labels: str, mix: float) -> np.ndarray:
-    """Soft training targets (n, 7): FER2013 one-hot, FER+ vote distribution, or a blend.
-    Rows without usable votes fall back to the FER2013 label."""
+    """Soft training targets (n, 7): FER2013 one-hot, FER+ vote distribution, or a blend (with
+    "teacher", `votes` are the teachers' probabilities). Rows without usable votes fall back to the
+    FER2013 label."""
     onehot = np.eye(len(CLASSES), dtype=np.float32)[np.asarray(y, int)]
     if labels == "fer2013":
         return onehot
@@ -175,6 +185,15 @@ def targets(y: np.ndarray, votes: np.ndarray | None, labels: str, mix: float) ->
     dist = np.where(total > 0, votes / np.maximum(total, 1), onehot)
     w = 0.0 if labels == "ferplus" else float(mix)
     return (w * onehot + (1 - w) * dist).astype(np.float32)
+
+
+def teacher_files(teachers: str) -> list[str]:
+    return [p.strip() for p in str(teachers).split(",") if p.strip()]
+
+
+def teacher_probs(teachers: str, faces: np.ndarray) -> np.ndarray:
+    """Distillation targets: the trained models' probabilities on the faces (face and mirror), averaged."""
+    return np.mean([predict(core.load_model(p), faces, tta="flip") for p in teacher_files(teachers)], axis=0)
 
 
 def not_a_face_rows(data_dir) -> np.ndarray | None:
@@ -337,7 +356,8 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data: 
 
     data = data if data is not None else load_data(data_dir)
     keras.utils.set_random_seed(settings.seed)
-    y = targets(data.y_train, data.votes_train, settings.labels, settings.label_mix)
+    soft = teacher_probs(settings.teachers, data.x_train) if settings.labels == "teacher" else data.votes_train
+    y = targets(data.y_train, soft, settings.labels, settings.label_mix)
     (x_fit, y_fit, weights), (x_val, y_val) = fit_split(settings, data.x_train, y, not_a_face_rows(data_dir))
     hard = y_fit.argmax(1)
     core.write_data_view(run.dir, dict(zip(CLASSES, np.bincount(hard, minlength=len(CLASSES)))), x_fit, hard)
@@ -647,8 +667,10 @@ def main(argv=None):
     for q in (t, e):
         q.add_argument("--data-dir", help="folder with FER2013 (default: $DATA_DIR)")
     runs.add_train_flags(t, archs=ARCHS)
-    t.add_argument("--labels", choices=("fer2013", "ferplus", "mixed"), help="training targets (default fer2013)")
-    t.add_argument("--label-mix", type=float, help="weight of the FER2013 one-hot in --labels mixed (default 0.5)")
+    t.add_argument("--labels", choices=LABELS, help="training targets (default fer2013)")
+    t.add_argument("--label-mix", type=float, help="weight of the FER2013 one-hot in --labels mixed or teacher "
+                   "(default 0.5)")
+    t.add_argument("--teachers", help="with --labels teacher: the models to learn from, comma-separated .keras files")
     t.add_argument("--ema", type=float, help="weight averaging: momentum per step, e.g. 0.999 (default 0: off)")
     runs.add_registry_commands(sub)
     args = parser.parse_args(argv)
@@ -673,7 +695,7 @@ def main(argv=None):
         print(json.dumps(evaluate(model, load_data(args.data_dir)), indent=1))
         return
     settings = runs.settings_from_args(Settings, args)
-    given = {k: getattr(args, k) for k in ("labels", "label_mix", "ema") if getattr(args, k, None) is not None}
+    given = {k: getattr(args, k) for k in ("labels", "label_mix", "teachers", "ema") if getattr(args, k, None) is not None}
     settings = replace(settings, **given)  # validated as every setting
     run, card = runs.train_from_args(TASK, settings, args, train, data_dir=args.data_dir)
     if card:

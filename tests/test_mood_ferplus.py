@@ -97,3 +97,38 @@ def test_crop_views_keep_shape_and_average():
     assert p.shape == (5, 7) and np.allclose(p.sum(1), 1, atol=1e-5)
     flat = np.full((2, 48, 48), 128, np.uint8)  # every view of a flat image is the same
     np.testing.assert_allclose(mood.predict(MeanModel(), flat, tta="crops"), mood.predict(MeanModel(), flat))
+
+
+def test_teacher_labels_need_teachers_and_a_mix_in_range():
+    with pytest.raises(core.InvalidSettings, match="teachers"):
+        mood.Settings(labels="teacher")
+    with pytest.raises(core.InvalidSettings, match="label mix"):
+        mood.Settings(labels="mixed", label_mix=1.5)
+    with pytest.raises(core.InvalidSettings, match="labels"):
+        mood.Settings(labels="crowd")
+
+
+def test_distilled_training_learns_the_teachers_average(tmp_path):
+    """Two trained models teach a third: its targets blend the FER2013 label with their averaged readings."""
+    write_data(tmp_path / "data", n_train=70)
+    teachers = []
+    for seed in (0, 1):
+        s = mood.Settings(epochs=1, batch_size=32, mixed_precision=False, seed=seed)
+        run = runs.Run.create("mood", s)
+        with runs.running(run):
+            mood.train(s, run, data_dir=tmp_path / "data")
+        teachers.append(str(run.dir / core.MODEL_FILE))
+    data = mood.load_data(tmp_path / "data")
+    probs = mood.teacher_probs(",".join(teachers), data.x_train)
+    one = [mood.predict(core.load_model(t), data.x_train, tta="flip") for t in teachers]
+    np.testing.assert_allclose(probs, (one[0] + one[1]) / 2, atol=1e-6)
+    blend = mood.targets(data.y_train, probs, "teacher", 0.25)
+    np.testing.assert_allclose(blend, 0.25 * np.eye(7)[data.y_train] + 0.75 * probs, atol=1e-6)
+
+    settings = mood.Settings(epochs=1, batch_size=32, mixed_precision=False, labels="teacher", label_mix=0.25,
+                             teachers=",".join(teachers))
+    run = runs.Run.create("mood", settings)
+    with runs.running(run):
+        card = mood.train(settings, run, data_dir=tmp_path / "data")
+    assert card["settings"]["labels"] == "teacher" and card["settings"]["teachers"] == ",".join(teachers)
+    assert 0 <= card["test"]["accuracy"] <= 1
