@@ -375,6 +375,35 @@ def test_an_uploaded_photo_and_catalogs(app_url, open_tab, tmp_path, size):
     tab.context.close()
 
 
+def test_a_result_goes_with_its_photo_when_the_source_changes(app_url, open_tab, tmp_path):
+    """Upload, switch to the webcam and back: the uploader shows no file, so no result may stay
+    (Streamlit's uploader, shown again, still sent its old file: the page read a photo no longer there)."""
+    tab = open_tab(SIZES["desktop"])
+    page = tab.page
+    page.goto(f"{app_url}/mood")
+    page_ready(tab, "mood")
+    page.get_by_text("Upload", exact=True).click()
+    (tmp_path / "face.jpg").write_bytes(jpeg(face_photo()))
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(tmp_path / "face.jpg")
+    expect(page.get_by_text("face.jpg: 1 face(s) found")).to_be_visible(timeout=60_000)
+    page.get_by_text("Webcam", exact=True).click()
+    expect(page.get_by_text("face(s) found")).to_have_count(0, timeout=60_000)
+    page.get_by_text("Upload", exact=True).click()
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.wait_for(state="attached", timeout=60_000)
+    # The old file came back with a rerun the uploader starts once it is on screen: let it happen.
+    wait_for_app(page)
+    page.wait_for_timeout(2000)
+    wait_for_app(page)
+    expect(page.get_by_text("Take a snapshot or upload a photo with a face in it.")).to_be_visible()
+    expect(page.get_by_test_id("stFileUploaderFile")).to_have_count(0)
+    expect(page.get_by_text("face(s) found")).to_have_count(0)
+    tab.shot("mood-source-switched-back")
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(tmp_path / "face.jpg")
+    expect(page.get_by_text("face.jpg: 1 face(s) found")).to_be_visible(timeout=60_000)  # and a photo still reads
+    assert tab.problems == []
+    tab.context.close()
+
+
 # ---------------------------------------------------------------- training
 
 

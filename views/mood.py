@@ -37,12 +37,21 @@ def songs_for(target: str) -> None:
     st.markdown("\n".join(["| song | genre | listen |", "| --- | --- | --- |", *rows]))
 
 
+def new_source() -> None:
+    # A photo widget shown again after the other source was used starts empty on screen, while its browser
+    # side still sends its last photo: the page showed a result for a photo no longer there. New keys
+    # make both start empty for real.
+    st.session_state["mood-inputs"] = st.session_state.get("mood-inputs", 0) + 1
+
+
 limit = upload_limit_mb()
-source = st.radio("Photo from", ["Webcam", "Upload"], horizontal=True, label_visibility="collapsed")
+source = st.radio("Photo from", ["Webcam", "Upload"], horizontal=True, label_visibility="collapsed",
+                  on_change=new_source)
+n = st.session_state.get("mood-inputs", 0)
 if source == "Webcam":
-    photo = st.camera_input("Take a snapshot")
+    photo = st.camera_input("Take a snapshot", key=f"mood-camera-{n}")
 else:
-    photo = st.file_uploader("Upload a photo", type=["jpg", "jpeg", "png", "webp", "bmp"])
+    photo = st.file_uploader("Upload a photo", type=["jpg", "jpeg", "png", "webp", "bmp"], key=f"mood-upload-{n}")
 if photo is None:
     st.info("Take a snapshot or upload a photo with a face in it.")
     st.stop()
@@ -57,7 +66,10 @@ except ValueError as exc:
 
 reading = mood.read_photo(predict_fn, rgb)
 left, right = st.columns([3, 2])
-left.image(reading.image, caption=f"{len(reading.faces)} face(s) found", width="stretch")
+# The file's name: a larger file that the uploader refuses (it says why only on hover) leaves this result
+# on screen, and the name says which photo it belongs to.
+named = f"{photo.name}: " if source == "Upload" else ""
+left.image(reading.image, caption=f"{named}{len(reading.faces)} face(s) found", width="stretch")
 if not reading.faces:
     right.warning("No face found. Face the camera in good light, or try a photo where the face is larger.")
     st.stop()
