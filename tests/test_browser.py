@@ -228,11 +228,19 @@ def test_leaving_a_page_mid_work_breaks_nothing_and_keeps_the_work(app_url, open
     x = box["x"] + box["width"] * 0.3
     stroke(tab, [(x, box["y"] + 0.15 * box["height"] + i * 0.07 * box["height"]) for i in range(11)])
     expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)
+    pen = page.get_by_role("slider").first
+    picked = str(min(40, int(pen.input_value()) + 4))
+    pen.focus()
+    for _ in range(4):
+        page.keyboard.press("ArrowRight")
+    expect(pen).to_have_value(picked)
+    wait_for_app(page)
     go_to(tab, "Home")
     expect(page.get_by_text("Small neural networks")).to_be_visible(timeout=60_000)
     wait_for_app(page)
     go_to(tab, "Digits")
     expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)  # the drawing is back
+    expect(page.get_by_role("slider").first).to_have_value(picked)  # and the pen's width
     drawn_again = ink_is(page, True)  # the strokes are drawn again, not only read (the canvas repaints them)
     tab.shot("digits-kept-after-leaving")
     assert drawn_again

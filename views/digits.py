@@ -17,6 +17,7 @@ st.session_state.setdefault("canvas_cleared", 0)
 # Streamlit drops a widget's state when the person visits another page: the drawing is kept here
 # (strokes and image) and drawn again when they come back.
 KEY, KEPT, START, WIDTH, STALE = "canvas", "canvas-kept", "canvas-start", "canvas-width-last", "canvas-stale"
+PEN, PEN_WIDGET = "pen-width", "pen-width-slider"  # the stroke width picked (kept across pages), its slider
 st.session_state.setdefault(START, None)
 
 
@@ -31,6 +32,10 @@ def keep_drawing(key: str) -> None:
     drawing = sent(key)
     if drawing.get("data") and drawing["data"] != st.session_state.get(STALE):
         st.session_state[KEPT] = {"raw": drawing.get("raw"), "png": digits.png_from_data_url(drawing["data"])}
+
+
+def pick_pen() -> None:
+    st.session_state[PEN] = st.session_state[PEN_WIDGET]
 
 
 def where(path) -> str:
@@ -70,7 +75,11 @@ def board() -> None:
         if measured:  # kept: back on this page the canvas starts at its width instead of 320 px, then jumping
             st.session_state[WIDTH] = measured
         width = min(MAX_CANVAS, measured or st.session_state.get(WIDTH) or 320)
-        stroke = st.slider("Stroke width", 6, 40, max(6, round(18 * width / MAX_CANVAS)))
+        if st.session_state.get(PEN) is None:  # follows the canvas's size until the person picks a width
+            st.session_state[PEN_WIDGET] = max(6, round(18 * width / MAX_CANVAS))
+        elif PEN_WIDGET not in st.session_state:  # back on this page: the width they picked
+            st.session_state[PEN_WIDGET] = st.session_state[PEN]
+        stroke = st.slider("Stroke width", 6, 40, key=PEN_WIDGET, on_change=pick_pen)
         key = KEY  # one key: the same canvas when its width changes or it is cleared, strokes stay
         if key not in st.session_state:  # mounted again: the person comes back from another page
             st.session_state[START] = st.session_state.get(KEPT)
