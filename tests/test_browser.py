@@ -3,6 +3,7 @@ a fresh server, each page opened by its own link, phone (390x844) and desktop (1
 typing as a person types, strokes near the edges, double clicks. Screenshots go to tests/screenshots/."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -352,15 +353,22 @@ def test_generate_right_after_typing_then_append_and_type_on(text_tab):
 # ---------------------------------------------------------------- mood
 
 
-@pytest.mark.parametrize("size", SIZES)
-def test_an_uploaded_photo_and_catalogs(app_url, open_tab, tmp_path, size):
-    tab = open_tab(SIZES[size])
+def upload_a_face(tab, app_url, tmp_path) -> Path:
+    """Open the Mood page by its link, choose Upload and upload a face photo; its file."""
     page = tab.page
     page.goto(f"{app_url}/mood")
     page_ready(tab, "mood")
     page.get_by_text("Upload", exact=True).click()
     (tmp_path / "face.jpg").write_bytes(jpeg(face_photo()))
     page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(tmp_path / "face.jpg")
+    return tmp_path / "face.jpg"
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_an_uploaded_photo_and_catalogs(app_url, open_tab, tmp_path, size):
+    tab = open_tab(SIZES[size])
+    page = tab.page
+    upload_a_face(tab, app_url, tmp_path)
     expect(page.get_by_text("1 face(s) found")).to_be_visible(timeout=60_000)
     expect(songs_table(page)).to_be_visible()
     tab.shot(f"mood-upload-{size}")
@@ -388,11 +396,7 @@ def test_a_result_goes_with_its_photo_when_the_source_changes(app_url, open_tab,
     (Streamlit's uploader, shown again, still sent its old file: the page read a photo no longer there)."""
     tab = open_tab(SIZES["desktop"])
     page = tab.page
-    page.goto(f"{app_url}/mood")
-    page_ready(tab, "mood")
-    page.get_by_text("Upload", exact=True).click()
-    (tmp_path / "face.jpg").write_bytes(jpeg(face_photo()))
-    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(tmp_path / "face.jpg")
+    face = upload_a_face(tab, app_url, tmp_path)
     expect(page.get_by_text("face.jpg: 1 face(s) found")).to_be_visible(timeout=60_000)
     page.get_by_text("Webcam", exact=True).click()
     expect(page.get_by_text("face(s) found")).to_have_count(0, timeout=60_000)
@@ -406,7 +410,7 @@ def test_a_result_goes_with_its_photo_when_the_source_changes(app_url, open_tab,
     expect(page.get_by_test_id("stFileUploaderFile")).to_have_count(0)
     expect(page.get_by_text("face(s) found")).to_have_count(0)
     tab.shot("mood-source-switched-back")
-    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(tmp_path / "face.jpg")
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(face)
     expect(page.get_by_text("face.jpg: 1 face(s) found")).to_be_visible(timeout=60_000)  # and a photo still reads
     assert tab.problems == []
     tab.context.close()
