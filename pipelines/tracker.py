@@ -86,7 +86,10 @@ def fmt_gap(gap: float, score_name: str) -> str:
 
 
 def fmt_lr(value) -> str:
-    return f"{value:.0e}".replace("e-0", "e-") if isinstance(value, (int, float)) and value else str(value)
+    """'3e-4'; '' where the run has none (an ensemble trains nothing)."""
+    if isinstance(value, (int, float)) and value:
+        return f"{value:.0e}".replace("e-0", "e-")
+    return "" if value is None else str(value)
 
 
 def score_text(card: dict) -> str:

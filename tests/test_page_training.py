@@ -2,6 +2,8 @@
 finished run, the promotion gate, failed runs, the registry view and rollback, the run browser,
 an old run's details, compare, delete, the mistakes grid, fine-tuning, and 200 runs."""
 
+import json
+
 import numpy as np
 from conftest import ROOT
 from streamlit.testing.v1 import AppTest
@@ -155,6 +157,10 @@ def test_an_old_runs_details_open_with_curves_settings_confusion_and_mistakes():
     names = [trace_names(c) for c in at.get("plotly_chart")]
     assert ["train (raw)", "train (smoothed 0.8)", "validation (per epoch)"] in names  # loss and accuracy
     assert ["learning rate", "samples/s"] in names and [None] in names  # rates, confusion matrix
+    for chart in at.get("plotly_chart"):  # each title on its own line above the plot, under plotly's toolbar,
+        layout = json.loads(chart.proto.spec)["layout"]  # which covered a long one on a phone
+        assert (layout["title"]["yref"], layout["title"]["yanchor"]) == ("paper", "bottom")
+        assert layout["margin"]["t"] >= 56
     settings = next(d.value for d in at.dataframe if list(d.value.columns) == ["setting", "value"])
     assert settings.set_index("setting").loc["learning_rate", "value"] == "0.001"
     per_class = next(d.value for d in at.dataframe if "support" in d.value.columns)
@@ -165,8 +171,6 @@ def test_an_old_runs_details_open_with_curves_settings_confusion_and_mistakes():
 
 
 def traces(chart) -> list[dict]:
-    import json
-
     return json.loads(chart.proto.spec)["data"]
 
 
@@ -283,3 +287,11 @@ def test_a_mood_model_that_buys_fer2013_accuracy_with_fer_plus_asks_first_and_sa
     assert "better by 2.00 points" in warning and "FER+ majority accuracy falls from 81.00% to 73.00%" in warning
     at.button(key=f"yes-live-{bought.id}").click().run()
     assert not at.exception and core.active_card("mood")["run"] == bought.id
+
+
+def test_a_setting_a_run_does_not_have_is_blank_in_the_table():
+    """An ensemble trains nothing: no learning rate, batch or planned epochs. The table said "None"."""
+    run = runs.Run.create("digits", {"members": ["a", "b"]})
+    run.set_status("finished")
+    row = run_page().dataframe[0].value.iloc[0]
+    assert (row["run"], row["lr"], row["batch"], row["of"]) == (run.id, "", "", "")

@@ -19,15 +19,23 @@ def files_stamp(run: runs.Run) -> tuple:
     return tracker.stamp(run.dir / "metrics.jsonl", run.dir / "status.json")
 
 
-def _layout(fig: go.Figure, title: str, y_title: str, percent: bool, x_max: float | None, height: int = 320):
+def _layout(fig: go.Figure, title: str, y_title: str, percent: bool, x_max: float | None, height: int = 344):
     """The x axis is epochs (said in the title, so no axis title collides with the legend below)."""
     yaxis = dict(title=y_title, rangemode="tozero")
     if percent:
         yaxis.update(range=[0, 1.0], tickformat=".0%")
-    fig.update_layout(title=dict(text=f"{title}, by epoch", x=0, font=dict(size=14)), height=height, legend=LEGEND,
-                      margin=dict(l=10, r=10, t=36, b=10), yaxis=yaxis,
+    fig.update_layout(title=_title(f"{title}, by epoch"), height=height, legend=LEGEND, margin=MARGIN, yaxis=yaxis,
                       xaxis=dict(range=[0, x_max] if x_max else None))
     return fig
+
+
+def _title(text: str) -> dict:
+    """A title on its own line just above the plot, below plotly's toolbar: at the top of the figure a phone's
+    toolbar covered a long one."""
+    return dict(text=text, x=0, xref="paper", y=1, yref="paper", yanchor="bottom", pad=dict(b=8), font=dict(size=14))
+
+
+MARGIN = dict(l=10, r=10, t=60, b=10)  # the top: toolbar (~30 px) over the title's line
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -54,10 +62,10 @@ def run_rates(run_dir: str, stamp: tuple) -> go.Figure:
                     line=dict(color=COLORS[2]))
     fig.add_scatter(x=c["epoch_x"], y=c["samples_per_s"], name="samples/s", yaxis="y2", mode="lines+markers",
                     line=dict(color=COLORS[3], dash="dot"))
-    _layout(fig, "learning rate and throughput", "learning rate", False, None, height=280)
+    _layout(fig, "learning rate and throughput", "learning rate", False, None, height=304)
     fig.update_layout(yaxis=dict(type="log", rangemode="normal", exponentformat="e"),
                       yaxis2=dict(title="samples/s", overlaying="y", side="right", rangemode="tozero",
-                                  showgrid=False))
+                                  showgrid=False, tickmode="auto", nticks=5, tickformat="~s"))
     return fig
 
 
@@ -75,7 +83,7 @@ def compare_curves(items: tuple, key: str) -> go.Figure:
                         line=dict(color=color, dash="dot", width=1), legendgroup=label, showlegend=False,
                         meta="train")
     return _layout(fig, f"{key}: val solid, train dotted", key, key == "accuracy", None,
-                   height=300 + 24 * len(items))
+                   height=324 + 24 * len(items))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -93,8 +101,7 @@ def confusion_figure(card_path: str, stamp: tuple) -> go.Figure | None:
                                hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"))
     for i in range(n):  # the diagonal (right answers) outlined
         fig.add_shape(type="rect", x0=i - 0.5, x1=i + 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(color="#111", width=2))
-    fig.update_layout(height=120 + 36 * n, margin=dict(l=10, r=10, t=36, b=10),
-                      title=dict(text="confusion matrix (count, % of the true class)", x=0, font=dict(size=14)),
+    fig.update_layout(height=144 + 36 * n, margin=MARGIN, title=_title("confusion matrix (count, % of true class)"),
                       xaxis=dict(title="predicted", side="bottom", type="category", tickfont=dict(size=13)),
                       yaxis=dict(title="true", autorange="reversed", type="category", tickfont=dict(size=13)))
     return fig

@@ -31,6 +31,7 @@ def render(task: str, every: float | None) -> list[str]:
 def table(task: str | None) -> None:
     rows = tracker.rows(task)
     frame = pd.DataFrame(rows, columns=COLUMNS if task else ["task", *COLUMNS])
+    frame = frame.astype(object).where(frame.notna(), "")  # a setting a run has not (an ensemble's batch): blank, not "None"
     st.dataframe(frame, hide_index=True, width="stretch", height=min(38 + 35 * len(rows), 400),
                  column_config={"run": st.column_config.TextColumn(pinned=True),
                                 "note": st.column_config.TextColumn(width="medium"),
