@@ -556,12 +556,13 @@ def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
     """Photo bytes -> RGB array; a clear ValueError for a corrupt or absurdly large file."""
     array = np.frombuffer(data, np.uint8)
     if len(array) == 0:
-        raise ValueError("The file is empty.")
+        raise ValueError("the file is empty.")
     image = cv2.imdecode(array, cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError("This file is not an image OpenCV can read (try a JPEG or PNG).")
+        raise ValueError("the file is damaged or is not a photo (JPEG, PNG, WebP and BMP files work).")
     if image.shape[0] * image.shape[1] > max_pixels:
-        raise ValueError(f"The image is too large ({image.shape[1]}x{image.shape[0]} pixels).")
+        raise ValueError(f"it is too large ({image.shape[1]}x{image.shape[0]} pixels; "
+                         f"up to {max_pixels // 1_000_000} million work).")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -685,8 +686,12 @@ def main(argv=None):
         print(json.dumps({"run": run_dir.name, "test_accuracy": card.get("test", {}).get("accuracy")}))
         return
     if args.cmd == "predict":
+        try:
+            rgb = decode_image(Path(args.photo).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"Could not read {args.photo}: {exc}") from None
         fn, _ = load()
-        reading = read_photo(fn, decode_image(Path(args.photo).read_bytes()))
+        reading = read_photo(fn, rgb)
         print(json.dumps([{"box": f.box, "mood": f.mood, "probs": dict(zip(CLASSES, f.probs.round(3).tolist()))}
                           for f in reading.faces], indent=1))
         return

@@ -109,13 +109,19 @@ def test_read_photo_labels_every_face():
 
 
 def test_decode_rejects_corrupt_and_huge_files():
-    with pytest.raises(ValueError, match="not an image"):
+    with pytest.raises(ValueError, match="damaged or is not a photo"):
         mood.decode_image(b"\x89PNG garbage")
     with pytest.raises(ValueError, match="empty"):
         mood.decode_image(b"")
     with pytest.raises(ValueError, match="too large"):
         mood.decode_image(jpeg(np.zeros((100, 100, 3), np.uint8)), max_pixels=5000)
     assert mood.decode_image(jpeg(face_photo())).shape == (600, 512, 3)
+
+
+def test_the_command_line_says_why_a_photo_cannot_be_read(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    with pytest.raises(SystemExit, match="Could not read .*broken.jpg: the file is damaged"):
+        mood.main(["predict", str(tmp_path / "broken.jpg")])
 
 
 def test_train_one_epoch_saves_reloads_and_predicts_the_same(tiny_mood_model, monkeypatch):
