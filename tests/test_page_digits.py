@@ -56,3 +56,32 @@ def test_teach_it_opens_a_dialog_on_the_reading(monkeypatch, real_models):
     assert not at.exception
     assert at.selectbox(key="teach-label").value == 3  # starts at the model's reading
     assert at.button(key="teach-save").label == "Save this drawing"
+
+
+def test_a_new_pen_width_makes_the_canvas_start_from_the_drawing(monkeypatch, real_models):
+    """If the browser builds the canvas again after a change of its settings, it loads `initial_drawing`:
+    that must be the person's drawing, not the empty one of the last Clear (tests/test_browser.py walks it)."""
+    import base64
+
+    import cv2
+    import streamlit as st
+
+    png = cv2.imencode(".png", cv2.cvtColor(canvas_with("4"), cv2.COLOR_RGBA2BGRA))[1].tobytes()
+    drawing = {"raw": {"objects": [{"type": "path", "path": [["M", 1, 2]]}]},
+               "data": "data:image/png;base64," + base64.b64encode(png).decode()}
+    given, drawn = [], []
+
+    def fake_canvas(**kw):
+        given.append(kw["initial_drawing"])
+        st.session_state["canvas"] = {"drawing": drawing if drawn else {}}  # what the canvas reports
+        return canvas_result(canvas_with("4") if drawn else None)
+
+    monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", SimpleNamespace(st_canvas=fake_canvas))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.button[[b.label for b in at.button].index("Clear")].click().run()
+    assert given[-1]["objects"] == [] and at.metric == []  # cleared
+    drawn.append(True)
+    at.run()  # the person draws a 4
+    assert at.metric[0].value == "4"
+    at.slider(key="pen-width-slider").set_value(30).run()
+    assert not at.exception and given[-1] == drawing["raw"] and at.metric[0].value == "4"

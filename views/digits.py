@@ -18,6 +18,7 @@ st.session_state.setdefault("canvas_cleared", 0)
 # (strokes and image) and drawn again when they come back.
 KEY, KEPT, START, WIDTH, STALE = "canvas", "canvas-kept", "canvas-start", "canvas-width-last", "canvas-stale"
 PEN, PEN_WIDGET = "pen-width", "pen-width-slider"  # the stroke width picked (kept across pages), its slider
+DRAWN_AT = "canvas-drawn-width"  # the width the canvas was last given
 st.session_state.setdefault(START, None)
 
 
@@ -36,6 +37,20 @@ def keep_drawing(key: str) -> None:
 
 def pick_pen() -> None:
     st.session_state[PEN] = st.session_state[PEN_WIDGET]
+    start_from_kept()
+
+
+def start_from_kept() -> None:
+    """Make the latest drawing the one the canvas starts from, when a setting of the canvas changes.
+    Streamlit's frontend runs a component's code again for every change of its settings, and when two such
+    runs overlap (fast steps of the pen-width slider, a window being resized) it disposes of the canvas, which
+    the canvas component then builds anew from `initial_drawing`: that was the empty drawing of the last
+    Clear, and the person's digits vanished. A canvas that is kept loads the same strokes again (its undo
+    history starts over)."""
+    keep_drawing(KEY)
+    kept, start = st.session_state.get(KEPT), st.session_state.get(START)
+    if kept and kept.get("raw") != (start or {}).get("raw"):
+        st.session_state[START] = kept
 
 
 def where(path) -> str:
@@ -75,6 +90,9 @@ def board() -> None:
         if measured:  # kept: back on this page the canvas starts at its width instead of 320 px, then jumping
             st.session_state[WIDTH] = measured
         width = min(MAX_CANVAS, measured or st.session_state.get(WIDTH) or 320)
+        if st.session_state.get(DRAWN_AT, width) != width:  # resized: see start_from_kept
+            start_from_kept()
+        st.session_state[DRAWN_AT] = width
         if st.session_state.get(PEN) is None:  # follows the canvas's size until the person picks a width
             st.session_state[PEN_WIDGET] = max(6, round(18 * width / MAX_CANVAS))
         elif PEN_WIDGET not in st.session_state:  # back on this page: the width they picked
