@@ -295,3 +295,9 @@ def test_a_setting_a_run_does_not_have_is_blank_in_the_table():
     run.set_status("finished")
     row = run_page().dataframe[0].value.iloc[0]
     assert (row["run"], row["lr"], row["batch"], row["of"]) == (run.id, "", "", "")
+    import pyarrow as pa
+
+    from views.train_runs import run_frame
+
+    rows = tracker.rows("digits") + tracker.rows(synthetic_run().task)
+    pa.Table.from_pandas(run_frame(rows, every_task=False))  # no mixed column that Streamlit must fix (it logs)

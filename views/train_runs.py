@@ -28,10 +28,18 @@ def render(task: str, every: float | None) -> list[str]:
                           help="one run: its details; several: compared side by side")
 
 
+def run_frame(rows: list[dict], every_task: bool) -> pd.DataFrame:
+    """The table's rows; a number a run does not have (an ensemble's batch, a running run's minutes) blank, not
+    "None". Those columns are text, so that the table stays one Arrow type per column."""
+    frame = pd.DataFrame(rows, columns=["task", *COLUMNS] if every_task else COLUMNS)
+    for column in ("batch", "of", "minutes"):
+        frame[column] = [v if isinstance(v, str) else "" if v is None or v != v else f"{v:g}" for v in frame[column]]
+    return frame
+
+
 def table(task: str | None) -> None:
     rows = tracker.rows(task)
-    frame = pd.DataFrame(rows, columns=COLUMNS if task else ["task", *COLUMNS])
-    frame = frame.astype(object).where(frame.notna(), "")  # a setting a run has not (an ensemble's batch): blank, not "None"
+    frame = run_frame(rows, every_task=task is None)
     st.dataframe(frame, hide_index=True, width="stretch", height=min(38 + 35 * len(rows), 400),
                  column_config={"run": st.column_config.TextColumn(pinned=True),
                                 "note": st.column_config.TextColumn(width="medium"),
