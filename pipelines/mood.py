@@ -557,23 +557,46 @@ def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
     array = np.frombuffer(data, np.uint8)
     if len(array) == 0:
         raise ValueError("the file is empty.")
-    image = cv2.imdecode(array, cv2.IMREAD_COLOR)
+    image = cv2.imdecode(array, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError("the file is damaged or is not a photo (JPEG, PNG, WebP and BMP files work).")
     if image.shape[0] * image.shape[1] > max_pixels:
         raise ValueError(f"it is too large ({image.shape[1]}x{image.shape[0]} pixels; "
                          f"up to {max_pixels // 1_000_000} million work).")
+    if image.dtype != np.uint8:  # 16-bit PNG
+        image = (image // 257).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:  # see-through parts on white, as a viewer shows them (they were black)
+        alpha = image[..., 3:] / 255.0
+        image = (image[..., :3] * alpha + 255 * (1 - alpha)).round().astype(np.uint8)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def find_faces(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Face boxes (x, y, w, h) in the photo's pixels, largest first."""
+    """Face boxes (x, y, w, h) in the photo's pixels, numbered as people read: left to right."""
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
     scale = min(1.0, MAX_SIDE / max(gray.shape))
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
     boxes = detector().detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))
-    boxes = [tuple(int(round(v / scale)) for v in b) for b in boxes]
-    return sorted(boxes, key=lambda b: -b[2] * b[3])
+    boxes = drop_nested([tuple(int(round(v / scale)) for v in b) for b in boxes])
+    return sorted(boxes, key=lambda b: (b[0], b[1]))
+
+
+def drop_nested(boxes: list, inside: float = 0.5) -> list:
+    """The boxes without those lying mostly (`inside` of their area) within a larger one: the cascade finds a
+    second "face" on a cheek or an eye of a real one."""
+    kept = []
+    for b in sorted(boxes, key=lambda b: -b[2] * b[3]):
+        if all(_overlap(b, k) <= inside * b[2] * b[3] for k in kept):
+            kept.append(b)
+    return kept
+
+
+def _overlap(a, b) -> int:
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0, w) * max(0, h)
 
 
 def crop_face(gray: np.ndarray, box, margin: float = 0.1) -> np.ndarray:
@@ -629,14 +652,29 @@ def annotate(rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
     for i, f in enumerate(faces, 1):
         x, y, w, h = f.box
         cv2.rectangle(out, (x, y), (x + w, y + h), colour, thick)
-        label = f"{i}: {f.mood} {f.probs.max():.0%}"
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        label, size = f"{i}: {f.mood} {f.probs.max():.0%}", scale
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+        if len(faces) > 1 and tw > w:  # over a neighbour's tag: smaller, down to 0.6, else the number alone
+            size = scale * max(0.6, w / tw)
+            (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+            if tw > w:
+                label, size = str(i), scale
+                (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
         pad = max(3, th // 3)
-        top = y - th - base - 2 * pad if y - th - base - 2 * pad >= 0 else y + h  # above the box, else below
-        left = min(max(0, x - thick // 2), max(0, out.shape[1] - tw - 2 * pad))
+        left, top = tag_place(f.box, (tw + 2 * pad, th + base + 2 * pad), out.shape)
         cv2.rectangle(out, (left, top), (left + tw + 2 * pad, top + th + base + 2 * pad), colour, cv2.FILLED)
-        cv2.putText(out, label, (left + pad, top + pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, thick, cv2.LINE_AA)
+        cv2.putText(out, label, (left + pad, top + pad + th), cv2.FONT_HERSHEY_SIMPLEX, size, ink, thick, cv2.LINE_AA)
     return out
+
+
+def tag_place(box, tag: tuple, shape: tuple) -> tuple[int, int]:
+    """Where a face's tag (width, height) goes: above the box, else below it, else inside its top edge; always
+    within the photo (below a face at the bottom of the photo it was cut off)."""
+    x, y, w, h = box
+    tw, th = tag
+    top = y - th if y - th >= 0 else y + h if y + h + th <= shape[0] else y
+    left = min(max(0, x), max(0, shape[1] - tw))
+    return left, max(0, min(top, shape[0] - th))
 
 
 def load(name: str = TASK):

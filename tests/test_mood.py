@@ -101,6 +101,40 @@ def test_faces_found_in_a_portrait_and_none_in_noise():
     assert mood.find_faces(np.full((480, 640, 3), 128, np.uint8)) == []
 
 
+def two_faces_small_then_large() -> np.ndarray:
+    photo = face_photo()
+    small = cv2.resize(photo, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
+    small = np.pad(small, ((0, photo.shape[0] - small.shape[0]), (0, 0), (0, 0)), constant_values=128)
+    return np.concatenate([small, photo], 1)
+
+
+def test_faces_are_numbered_left_to_right():
+    boxes = mood.find_faces(two_faces_small_then_large())
+    assert len(boxes) == 2 and boxes[0][0] < boxes[1][0] and boxes[0][2] < boxes[1][2]  # the smaller is on the left
+
+
+def test_a_box_inside_a_larger_face_is_not_a_second_face():
+    face, cheek, neighbour, touching = (0, 0, 100, 100), (55, 50, 30, 30), (150, 0, 80, 80), (90, 10, 70, 70)
+    assert mood.drop_nested([cheek, face, neighbour]) == [face, neighbour]
+    assert sorted(mood.drop_nested([face, touching])) == [face, touching]  # overlapping a little: two faces
+
+
+def test_a_faces_tag_stays_inside_the_photo():
+    shape = (200, 300, 3)
+    assert mood.tag_place((50, 60, 80, 80), (90, 20), shape) == (50, 40)  # above
+    assert mood.tag_place((50, 5, 80, 80), (90, 20), shape) == (50, 85)  # no room above: below
+    assert mood.tag_place((250, 0, 50, 200), (90, 20), shape) == (210, 0)  # neither: inside, moved in from the right
+
+
+def test_see_through_parts_of_a_png_are_white():
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[:10, :, 3] = 255  # top half black and opaque, bottom half black and see-through
+    rgb = mood.decode_image(cv2.imencode(".png", rgba)[1].tobytes())
+    assert rgb.shape == (20, 20, 3) and rgb[:10].max() == 0 and rgb[10:].min() == 255
+    gray = mood.decode_image(cv2.imencode(".png", np.full((8, 8), 77, np.uint8))[1].tobytes())
+    assert gray.shape == (8, 8, 3) and (gray == 77).all()
+
+
 def test_read_photo_labels_every_face():
     photo = np.concatenate([face_photo(), face_photo()], 1)
     reading = mood.read_photo(lambda x: np.tile(np.eye(7)[3], (len(x), 1)), photo)

@@ -49,6 +49,15 @@ def test_upload_with_two_faces_reads_both(tiny_mood_model, monkeypatch):
     assert len(at.subheader) == 3  # two faces and "Songs for this mood"
 
 
+def test_songs_start_with_the_largest_face(tiny_mood_model, monkeypatch):
+    from test_mood import two_faces_small_then_large
+
+    monkeypatch.setenv("MODELS_DIR", str(tiny_mood_model[2]))
+    at = upload(run_page(), "two.jpg", jpeg(two_faces_small_then_large()))
+    assert not at.exception and at.selectbox[0].value == 1  # face 2, on the right, is the larger one
+    assert at.selectbox[0].format_func(1).startswith("2: ")
+
+
 def test_photo_without_a_face(tiny_mood_model, monkeypatch):
     monkeypatch.setenv("MODELS_DIR", str(tiny_mood_model[2]))
     at = snapshot(run_page(), jpeg(np.full((480, 640, 3), 90, np.uint8)))

@@ -71,7 +71,8 @@ left, right = st.columns([3, 2])
 named = f"{photo.name}: " if source == "Upload" else ""
 left.image(reading.image, caption=f"{named}{len(reading.faces)} face(s) found", width="stretch")
 if not reading.faces:
-    right.warning("No face found. Face the camera in good light, or try a photo where the face is larger.")
+    right.warning("No face found. " + ("Face the camera in good light." if source == "Webcam" else
+                                       "Try a photo where a face is larger, seen from the front, in good light."))
     st.stop()
 if len(reading.faces) > 1:
     right.write(f"**{len(reading.faces)} faces**, numbered on the photo.")
@@ -92,10 +93,12 @@ for i, face in enumerate(reading.faces, 1):
 
 st.divider()
 st.subheader("Songs for this mood")
-who = 0
-if len(reading.faces) > 1:
-    who = st.selectbox("For face", range(len(reading.faces)), format_func=lambda i: f"{i + 1}: {reading.faces[i].mood}")
-songs_for(reading.faces[who].mood)
+faces = reading.faces
+who = max(range(len(faces)), key=lambda i: faces[i].box[2] * faces[i].box[3])  # the largest face, first
+if len(faces) > 1:
+    who = st.selectbox("For face", range(len(faces)), index=who, format_func=lambda i: f"{i + 1}: " + (
+        faces[i].mood if faces[i].confident else f"unclear, maybe {faces[i].mood}"))
+songs_for(faces[who].mood)
 
 if card.get("test"):
     st.caption(f"Model: CNN {card.get('version', '')}, test accuracy "
