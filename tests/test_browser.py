@@ -451,12 +451,30 @@ def test_a_result_goes_with_its_photo_when_the_source_changes(app_url, open_tab,
 # ---------------------------------------------------------------- training
 
 
+def test_an_epoch_count_out_of_range_is_explained_under_its_field(app_url, open_tab):
+    """Typed 0 and pressed Train: nothing started and nothing said (Streamlit's own range check, hover-only)."""
+    tab = open_tab(DESKTOP)
+    page = tab.page
+    page.goto(f"{app_url}/training")
+    page.get_by_text("New run").wait_for(timeout=60_000)
+    epochs = page.get_by_role("spinbutton", name="Epochs")
+    epochs.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("0", delay=80)
+    page.get_by_role("button", name="Train").click()
+    expect(page.get_by_text("Nothing started: 1 setting to fix, marked below.")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("epochs must be a whole number from 1 to 1000 (got 0)")).to_be_visible()
+    tab.shot("training-epochs-0")
+    assert tab.problems == []
+    tab.context.close()
+
+
 def test_click_train_and_watch_the_chart_move(app_url, open_tab):
     tab = open_tab(DESKTOP)
     page = tab.page
     page.goto(f"{app_url}/training")
     page.get_by_text("New run").wait_for(timeout=60_000)
-    epochs = page.get_by_label("Epochs")
+    epochs = page.get_by_role("spinbutton", name="Epochs")
     epochs.fill("2")
     page.get_by_role("button", name="Train").click()
     # The run shows at once (queued, then running), whatever flash message comes and goes.

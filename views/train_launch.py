@@ -38,10 +38,13 @@ def form(task: str, busy: bool) -> None:
     with st.form(f"new-run-{key}"):
         c1, c2, c3 = st.columns(3)
         with c1:
-            epochs = st.number_input("Epochs", *runs.LIMITS["epochs"], value=d["epochs"], key=f"epochs-{key}")
+            # No min/max on the boxes: Streamlit's own range check keeps a value out of range from being sent,
+            # says why only on hover, and Train then did nothing; the pipeline's check speaks under the field.
+            epochs = st.number_input("Epochs", value=d["epochs"], step=1, key=f"epochs-{key}",
+                                     help="from {} to {}".format(*runs.LIMITS["epochs"]))
             _error(errors, "epochs")
-            batch_size = st.number_input("Batch size", *runs.LIMITS["batch_size"], value=d["batch_size"],
-                                         key=f"batch-{key}")
+            batch_size = st.number_input("Batch size", value=d["batch_size"], step=1, key=f"batch-{key}",
+                                         help="from {} to {}".format(*runs.LIMITS["batch_size"]))
             _error(errors, "batch_size")
         with c2:
             lr = runs.suggested_lr(d["learning_rate"], bool(init_from))
