@@ -321,6 +321,25 @@ def test_suggestions_follow_the_typing_and_a_chip_acts_on_the_text_on_screen(tex
     text_tab.shot("text-chip-clicked")
 
 
+def test_a_double_click_on_a_chip_adds_one_word(text_tab):
+    """The second click of a double click, arriving once the next suggestions are on screen, added the chip that
+    had taken the first one's place: " and" double-clicked read "anderssein the "."""
+    page = text_tab.page
+    box = text_box(text_tab)
+    page.keyboard.type("the free spi", delay=90)
+    chip = chips_for(text_tab, "the free spi").first
+    word, at = chip.get_attribute("data-word"), chip.bounding_box()
+    x, y = at["x"] + at["width"] / 2, at["y"] + at["height"] / 2
+    page.mouse.click(x, y)
+    expect(box).to_have_value(f"the free {word} ")
+    chips_for(text_tab, f"the free {word} ").first.wait_for()  # the next words, one of them where the click was
+    page.mouse.click(x, y, click_count=2)  # the same gesture's second click
+    page.wait_for_timeout(500)
+    expect(box).to_have_value(f"the free {word} ")
+    page.keyboard.type("x", delay=90)  # the keys still go to the box
+    expect(box).to_have_value(f"the free {word} x")
+
+
 @pytest.mark.parametrize("typed, expected", [("The free Spi", "The free Spirit "), ("THE FREE SPI", "THE FREE SPIRIT ")])
 def test_a_chip_keeps_the_case_that_was_typed(text_tab, typed, expected):
     box = text_box(text_tab)

@@ -3,6 +3,7 @@
 // or Tab always edits the text as it is now: it replaces the word being typed, keeping its case.
 const WORD_AT_END = /\p{L}*'?\p{L}*$/u;
 const DEBOUNCE_MS = 120;
+const DOUBLE_CLICK_MS = 400; // a second tap this soon after a chip is the same gesture (touch has no dblclick)
 const SAVED = "typeahead-text"; // sessionStorage: per browser tab
 
 function matchCase(typed, word) {
@@ -25,7 +26,7 @@ function setup(root, api) {
   const nextRow = root.querySelector(".chips.next");
   const completeLabel = root.querySelector(".complete-label");
   const nextLabel = root.querySelector(".next-label");
-  const state = { data: {}, nonce: null, timer: null, best: null, cut: 0 };
+  const state = { data: {}, nonce: null, timer: null, best: null, cut: 0, lastChip: -Infinity };
 
   // Kept in the browser tab as well: the last keys may not reach the server when the person clicks
   // another page at once (the server drops them with that page), and a reload keeps the text too.
@@ -71,7 +72,13 @@ function setup(root, api) {
     s.textContent = `${Math.round(p * 100)}%`;
     b.append(s);
     b.addEventListener("mousedown", (e) => e.preventDefault()); // keep the caret in the box
-    b.addEventListener("click", onClick);
+    b.addEventListener("click", (e) => {
+      // A double click's second click lands on whatever chip sits there by then: the suggestions that came
+      // back for the text the first click made ("and" -> "anderssein the "). One click, one word.
+      if (e.detail > 1 || performance.now() - state.lastChip < DOUBLE_CLICK_MS) return;
+      state.lastChip = performance.now();
+      onClick();
+    });
     return b;
   };
 
