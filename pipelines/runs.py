@@ -526,6 +526,18 @@ def train_args(task: str, form: dict) -> list[str]:
     return args
 
 
+def epoch_steps(row: dict, steps: int) -> int:
+    """How many steps of its epoch a metrics row had done (an epoch row: all, unless a Stop cut it short)."""
+    if row["kind"] == "epoch":
+        return row.get("steps_done", steps) if row.get("partial") else steps
+    return row["step"]
+
+
+def full_epochs(rows: list[dict]) -> list[dict]:
+    """The epoch rows of epochs run to their end."""
+    return [r for r in rows if r.get("kind") == "epoch" and not r.get("partial")]
+
+
 def progress(run: Run) -> tuple[float, float | None]:
     """(fraction done, seconds left or None) from the status and the latest metrics row."""
     status, rows = run.status(), run.metrics()
@@ -533,7 +545,7 @@ def progress(run: Run) -> tuple[float, float | None]:
     if not rows or not epochs or not steps:
         return 0.0, None
     last = rows[-1]
-    done_steps = (last["epoch"] + 1) * steps if last["kind"] == "epoch" else last["epoch"] * steps + last["step"]
+    done_steps = last["epoch"] * steps + epoch_steps(last, steps)
     fraction = min(done_steps / (epochs * steps), 1.0)
     left = last["time"] * (1 - fraction) / fraction if fraction > 0 else None
     return fraction, left
@@ -542,7 +554,7 @@ def progress(run: Run) -> tuple[float, float | None]:
 def summary(run: Run) -> dict:
     """One row of the run history table."""
     status, card = run.status(), run.card() or {}
-    epochs = [r for r in run.metrics() if r["kind"] == "epoch"]
+    epochs = full_epochs(run.metrics())
     val = [r["val_accuracy"] for r in epochs if "val_accuracy" in r]
     started, ended = status.get("started"), status.get("ended") or status.get("updated")
     score = card.get("score", {})

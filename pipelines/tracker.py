@@ -131,8 +131,7 @@ def _row(run: runs.Run) -> dict:
     status, card, info = run.status(), run.card() or {}, meta(run)
     settings = run.settings()
     started, ended = status.get("started"), status.get("ended") or status.get("updated")
-    epochs = sum(1 for r in run.metrics() if r.get("kind") == "epoch") if card.get("history") is None \
-        else len(card["history"])
+    epochs = len(runs.full_epochs(run.metrics() if card.get("history") is None else card["history"]))
     return {
         "run": run.id, "task": run.task, "status": status["state"], "name": info.get("name", ""),
         "note": info.get("note", ""), "arch": settings.get("arch", ""), "epochs": epochs,
@@ -209,7 +208,8 @@ def _curves(run: runs.Run) -> dict:
     steps = (run.status().get("steps") or max((r["step"] for r in batches), default=1)) or 1
     out = {"steps": steps, "smoothing": SMOOTHING,
            "batch_x": [r["epoch"] + r["step"] / steps for r in batches],
-           "epoch_x": [r["epoch"] + 1 for r in epochs],
+           # a validation point at its epoch's end, or where a Stop cut the epoch short
+           "epoch_x": [r["epoch"] + runs.epoch_steps(r, steps) / steps for r in epochs],
            "lr": [r.get("learning_rate") for r in epochs], "samples_per_s": [r.get("samples_per_s") for r in epochs]}
     for key in ("loss", "accuracy"):
         raw = [r.get(key) for r in batches]
@@ -232,7 +232,8 @@ def final_metrics(run: runs.Run) -> dict:
     c, card = curves(run), run.card() or {}
     score = card.get("score") or {}
     last = lambda xs: next((x for x in reversed(xs) if x is not None), None)  # noqa: E731
-    return {"run": run.id, "name": meta(run).get("name", ""), "status": run.state, "epochs": len(c["epoch_x"]),
+    return {"run": run.id, "name": meta(run).get("name", ""), "status": run.state,
+            "epochs": len(runs.full_epochs(run.metrics())),
             "val_loss": last(c["val_loss"]), "val_accuracy": last(c["val_accuracy"]),
             "best_val_accuracy": max((v for v in c["val_accuracy"] if v is not None), default=None),
             "score": score.get("value"), "score_name": score.get("name", ""),

@@ -73,11 +73,11 @@ class MetricsLogger(keras.callbacks.Callback):
         self.run.in_fit = self.run.stop_requested()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch, self.epoch_t0, self.seen = epoch, time.time(), 0
+        self.epoch, self.epoch_t0, self.seen, self.steps_done = epoch, time.time(), 0, 0
         self.run.set_stage(f"training epoch {epoch + 1}/{self.params.get('epochs')}")
 
     def on_train_batch_end(self, batch, logs=None):
-        self.seen += self.batch_size
+        self.seen, self.steps_done = self.seen + self.batch_size, batch + 1
         now = time.time()
         if now - self.last >= self.every_s:
             self.last = now
@@ -89,9 +89,13 @@ class MetricsLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.time() - self.epoch_t0
+        steps = self.params.get("steps")
+        # A Stop ends the epoch after the current batch, and Keras still validates it: the row says how far it got,
+        # so that the page does not count a stopped epoch as done (nor draw its point at its end).
+        partial = {"partial": True, "steps_done": self.steps_done} if steps and self.steps_done < steps else {}
         self.run.append_metric({"kind": "epoch", "epoch": epoch, "time": time.time() - self.t0,
                                 "seconds": seconds, "samples_per_s": self.seen / max(seconds, 1e-9),
-                                "learning_rate": current_lr(self.model), **_floats(logs)})
+                                "learning_rate": current_lr(self.model), **partial, **_floats(logs)})
 
 
 def current_lr(model) -> float | None:

@@ -121,6 +121,14 @@ def test_metrics_logger_writes_rows_and_honours_stop():
     assert [r["step"] for r in batches] == [1, 2, 3]  # stopped right after the 3rd batch
     assert {"loss", "accuracy", "samples_per_s"} <= batches[0].keys()
     assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == [0]
+    # Keras still ends (and validates) the epoch a Stop cut short: 3 of its 16 steps, not a whole epoch
+    epoch = next(r for r in rows if r["kind"] == "epoch")
+    assert (epoch["partial"], epoch["steps_done"]) == (True, 3)
+    from pipelines import tracker
+
+    run.set_status("stopped")
+    assert runs.progress(run)[0] == 3 / 48 and tracker.row(run)["epochs"] == 0
+    assert tracker.curves(run)["epoch_x"] == [3 / 16]  # its validation point where the epoch stopped
 
 
 def test_atomic_write_leaves_no_temp(tmp_path):

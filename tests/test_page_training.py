@@ -116,6 +116,7 @@ def test_a_failed_run_says_so_and_cannot_be_promoted():
                                    "prose in it.")
     assert any("not touched" in c.value for c in at.caption)
     assert not [b for b in at.button if b.key and b.key.startswith("promote")]
+    assert "Not evaluated: the run failed (why: above, and in its log)." in [c.value for c in at.caption]
 
 
 def test_a_corrupt_active_model_is_named_with_rollback_at_hand():

@@ -66,6 +66,10 @@ def curves_view(run: runs.Run) -> None:
     st.plotly_chart(train_charts.run_rates(str(run.dir), stamp), key=f"rates-{run.id}")
 
 
+NOT_EVALUATED = {"stopped": "Not evaluated: the run was stopped before its end (its best checkpoint is kept).",
+                 "failed": "Not evaluated: the run failed (why: above, and in its log)."}
+
+
 def evaluation(run: runs.Run, card: dict) -> None:
     test = card.get("test") or {}
     if run.state == "finished" and run.id != getattr(next(iter(runs.list_runs(run.task)), None), "id", None):
@@ -77,7 +81,7 @@ def evaluation(run: runs.Run, card: dict) -> None:
         cols[2].metric("next char top-1", f"{test.get('next_char_top1', 0):.1%}")
         return
     if "accuracy" not in test:
-        st.caption("No evaluation yet (it is written when the run finishes).")
+        st.caption(NOT_EVALUATED.get(run.state, "No evaluation yet (it is written when the run finishes)."))
         return
     cols = st.columns(4)
     cols[0].metric("test accuracy", f"{test['accuracy']:.2%}")
