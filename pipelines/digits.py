@@ -310,7 +310,8 @@ def train(settings: Settings, run, data_dir=None, promote: str = "never", data=N
         print(f"including {len(fx)} feedback drawings (x20)", flush=True)
         x_fit, y_fit = np.concatenate([x_fit, *[fx] * 20]), np.concatenate([y_fit, *[fy] * 20])
     x_fit, y_fit = with_extras(settings, x_fit, y_fit)
-    core.write_data_view(run.dir, class_distribution(y_fit), x_fit, y_fit)
+    named = {("not a digit" if k == NOT_A_DIGIT else k): n for k, n in class_distribution(y_fit).items()}  # not "10"
+    core.write_data_view(run.dir, named, x_fit, y_fit)
     model = warm_start_digits(build_model(settings), settings.init_from)
     if settings.freeze_features:
         for layer in model.layers[:-1]:

@@ -42,7 +42,8 @@ def test_a_job_writes_metrics_and_finishes(mnist_dir):
     assert run.card()["score"]["benchmark"].startswith("mnist-test:")
     assert core.active_card("digits")["run"] == run.id  # nothing was active: it wins
     assert run.status()["version"] == "v1" and run.card()["comparison"]["verdict"] == "no-active"
-    assert core.read_json(run.dir / "data.json")["distribution"] and (run.dir / "samples.png").exists()
+    classes = list(core.read_json(run.dir / "data.json")["distribution"])
+    assert classes == [*"0123456789", "not a digit"] and (run.dir / "samples.png").exists()  # not "10"
     assert all(r["learning_rate"] > 0 for r in rows if r["kind"] == "epoch")  # per epoch, for the page
     found = core.read_json(run.dir / "mistakes.json")  # written at evaluation: the page only reads it
     assert found["kind"] == "images" and found["n"] == 50

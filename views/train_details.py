@@ -63,7 +63,10 @@ def curves_view(run: runs.Run) -> None:
     st.caption(f"Train: every logged batch, Keras' running average since the start of its epoch (faint), "
                f"and smoothed (exponential, weight {tracker.SMOOTHING}). Validation: once per epoch. "
                "x: epochs (1.5 = half way through epoch 2).")
-    st.plotly_chart(train_charts.run_rates(str(run.dir), stamp), key=f"rates-{run.id}")
+    if tracker.curves(run)["epoch_x"]:  # before the first epoch ends it would be empty axes
+        st.plotly_chart(train_charts.run_rates(str(run.dir), stamp), key=f"rates-{run.id}")
+    else:
+        st.caption("Learning rate and throughput: drawn once the first epoch ends.")
 
 
 NOT_EVALUATED = {"stopped": "Not evaluated: the run was stopped before its end (its best checkpoint is kept).",
