@@ -44,7 +44,8 @@ def live(task: str) -> None:
     fraction = 1.0 if state == "finished" else fraction
     eta = f", about {left / 60:.1f} min left" if left is not None and state in runs.ACTIVE_STATES else ""
     st.progress(fraction, text=f"{fraction:.0%}{eta}")
-    st.caption(f"Runs on {engines.where(latest)['label']}." + (f" {status['note']}" if status.get("note") else ""))
+    verb = "Runs" if state in runs.ACTIVE_STATES else "Ran"
+    st.caption(f"{verb} on {engines.where(latest)['label']}." + (f" {status['note']}" if status.get("note") else ""))
     if state in runs.ACTIVE_STATES:
         controls(latest)
     elif state in ("failed", "stopped"):
