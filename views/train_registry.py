@@ -22,17 +22,20 @@ def registry_view(task: str) -> None:
                    else f"The active {name} model is not registered yet; it becomes v1 at the next promotion.")
         return
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    # One button per version, always in the same place, the active one greyed: the second tap of a double tap
+    # lands on the version just made active, and does nothing. (With buttons for the other versions only, it
+    # landed on the one that moved into its place, and the first tap was undone.)
     for row in reversed(rows):
-        if row["active"]:
-            continue
-        if st.button(f"Roll back to {row['version']}", key=f"rollback-{name}-{row['version']}",
-                     help=f"make {row['version']} ({row['score'] or 'no score'}) the active {name} model"):
+        version = row["version"]
+        label = f"{version} is active" if row["active"] else f"Make {version} active"
+        if st.button(label, key=f"rollback-{name}-{version}", disabled=row["active"],
+                     help=f"{version}: {row['score'] or 'no score'}"):
             try:
-                core.rollback(name, row["version"])
+                core.rollback(name, version)
             except (core.PromotionError, core.NotWritable) as exc:
                 st.error(str(exc))
                 return
-            st.session_state["flash"] = f"Rolled back: {name} {row['version']} is the active model again."
+            st.session_state["flash"] = f"Rolled back: {name} {version} is the active model again."
             st.rerun(scope="app")
     with st.expander("Model cards"):
         picked = st.selectbox("Version", [r["version"] for r in rows], index=len(rows) - 1, key=f"card-{name}")
