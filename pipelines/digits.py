@@ -796,6 +796,18 @@ class Reading:
         return self.probs is not None and all(o == "digit" for o in (self.outcomes or ["digit"] * len(self.probs)))
 
 
+def scale_drawing(raw: dict | None, factor: float) -> dict | None:
+    """A canvas drawing (the component's Fabric.js JSON) scaled about the canvas's top-left corner: the same
+    strokes on a canvas `factor` times as wide. A narrower window cut strokes off (or hid a digit drawn on the
+    right, to come back when it widened) and a wider one left them small in a corner."""
+    if not raw or factor == 1:
+        return raw
+    scaled = [{**o, "left": o.get("left", 0) * factor, "top": o.get("top", 0) * factor,
+               "scaleX": o.get("scaleX", 1) * factor, "scaleY": o.get("scaleY", 1) * factor}
+              for o in raw.get("objects", [])]
+    return {**raw, "objects": scaled}
+
+
 def png_from_data_url(url: str) -> bytes | None:
     """'data:image/png;base64,...' (what the drawing component reports) -> the PNG's bytes, or None."""
     head, _, encoded = url.partition(";base64,")

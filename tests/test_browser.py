@@ -203,6 +203,33 @@ def test_quick_steps_of_the_pen_width_keep_the_drawing(app_url, open_tab):
     tab.context.close()
 
 
+def test_a_drawing_is_scaled_with_the_canvas_when_the_window_narrows(app_url, open_tab):
+    """A 1 drawn near the right edge, then the window made narrower: the canvas shrank and the stroke, kept at
+    its pixels, fell outside it (the reading went; back at full width it came back)."""
+    tab = open_tab(DESKTOP)
+    page = tab.page
+    canvas, box = open_canvas(tab, app_url)
+
+    def line(box, x):
+        return [(box["x"] + box["width"] * x, box["y"] + (0.15 + i * 0.07) * box["height"]) for i in range(11)]
+
+    stroke(tab, line(box, 0.9))
+    expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)
+    page.set_viewport_size({"width": 700, "height": 800})
+    for _ in range(300):  # the canvas in a shadow root: Playwright's locator reaches it, document.querySelector not
+        if canvas.bounding_box()["width"] < box["width"] - 40:
+            break
+        page.wait_for_timeout(100)
+    wait_for_app(page)
+    page.wait_for_timeout(1500)  # the drawing loaded at the new size, and sent
+    expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)
+    stroke(tab, line(canvas.bounding_box(), 0.3))
+    expect(page.get_by_test_id("stMetricValue")).to_have_text("11", timeout=60_000)
+    tab.shot("digits-narrowed")
+    assert [p for p in tab.problems if "reading 'clearRect'" not in p] == []  # see the test above
+    tab.context.close()
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_teach_it_saves_the_drawing_with_the_right_digit(app_url, open_tab, size):
     """"Wrong? Teach it" opens a dialog (on a phone too, all of it on screen): the digit chosen there is

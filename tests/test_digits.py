@@ -191,3 +191,13 @@ def test_the_canvas_png_round_trip_and_bad_data_urls():
     for bad in ("", "data:image/png;base64,", "data:text/plain;base64,aGk=", "data:image/png;base64,@@@"):
         assert digits.png_from_data_url(bad) is None
     assert digits.rgba_from_png(None) is None and digits.rgba_from_png(b"not a png") is None
+
+
+def test_a_drawing_scales_about_the_canvas_corner():
+    raw = {"version": "6", "objects": [{"type": "Path", "left": 100, "top": 40, "scaleX": 1, "scaleY": 1},
+                                       {"type": "Path", "left": 10, "top": 0}]}
+    half = digits.scale_drawing(raw, 0.5)
+    assert [(o["left"], o["top"], o["scaleX"], o["scaleY"]) for o in half["objects"]] == [(50, 20, 0.5, 0.5),
+                                                                                       (5, 0, 0.5, 0.5)]
+    assert half["version"] == "6" and raw["objects"][0]["left"] == 100  # the original untouched
+    assert digits.scale_drawing(raw, 1) is raw and digits.scale_drawing(None, 2) is None

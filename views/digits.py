@@ -30,27 +30,32 @@ def sent(key: str) -> dict:
 def keep_drawing(key: str) -> None:
     # A callback: it also runs when the last stroke arrives with a click on another page, where this
     # page's script does not run.
-    drawing = sent(key)
-    if drawing.get("data") and drawing["data"] != st.session_state.get(STALE):
-        st.session_state[KEPT] = {"raw": drawing.get("raw"), "png": digits.png_from_data_url(drawing["data"])}
+    drawing, kept = sent(key), st.session_state.get(KEPT) or {}
+    if drawing.get("data") and drawing["data"] not in (st.session_state.get(STALE), kept.get("data")):
+        st.session_state[KEPT] = {"raw": drawing.get("raw"), "png": digits.png_from_data_url(drawing["data"]),
+                                  "data": drawing["data"], "width": st.session_state.get(DRAWN_AT)}  # drawn at
 
 
 def pick_pen() -> None:
     st.session_state[PEN] = st.session_state[PEN_WIDGET]
-    start_from_kept()
+    start_from_kept(st.session_state.get(DRAWN_AT))
 
 
-def start_from_kept() -> None:
-    """Make the latest drawing the one the canvas starts from, when a setting of the canvas changes.
-    Streamlit's frontend runs a component's code again for every change of its settings, and when two such
-    runs overlap (fast steps of the pen-width slider, a window being resized) it disposes of the canvas, which
-    the canvas component then builds anew from `initial_drawing`: that was the empty drawing of the last
-    Clear, and the person's digits vanished. A canvas that is kept loads the same strokes again (its undo
-    history starts over)."""
+def start_from_kept(width: int | None) -> None:
+    """Make the latest drawing, scaled to the canvas's `width`, the one the canvas starts from, when a setting
+    of the canvas changes. Streamlit's frontend runs a component's code again for every change of its settings,
+    and when two such runs overlap (fast steps of the pen-width slider, a window being resized) it disposes of
+    the canvas, which the canvas component then builds anew from `initial_drawing`: that was the empty drawing
+    of the last Clear, and the person's digits vanished. A canvas that is kept loads the same strokes again
+    (its undo history starts over)."""
     keep_drawing(KEY)
     kept, start = st.session_state.get(KEPT), st.session_state.get(START)
-    if kept and kept.get("raw") != (start or {}).get("raw"):
-        st.session_state[START] = kept
+    if not kept:
+        return
+    at = kept.get("width") or width
+    raw = digits.scale_drawing(kept["raw"], width / at) if width and at else kept["raw"]
+    if raw != (start or {}).get("raw"):
+        st.session_state[START] = {**kept, "raw": raw}
 
 
 def where(path) -> str:
@@ -90,8 +95,8 @@ def board() -> None:
         if measured:  # kept: back on this page the canvas starts at its width instead of 320 px, then jumping
             st.session_state[WIDTH] = measured
         width = min(MAX_CANVAS, measured or st.session_state.get(WIDTH) or 320)
-        if st.session_state.get(DRAWN_AT, width) != width:  # resized: see start_from_kept
-            start_from_kept()
+        if st.session_state.get(DRAWN_AT, width) != width:  # resized: the strokes with it, see start_from_kept
+            start_from_kept(width)
         st.session_state[DRAWN_AT] = width
         if st.session_state.get(PEN) is None:  # follows the canvas's size until the person picks a width
             st.session_state[PEN_WIDGET] = max(6, round(18 * width / MAX_CANVAS))
