@@ -92,6 +92,27 @@ def shot_of(tab, name: str, anchor, width: int) -> None:
     tab.page.set_viewport_size(DESKTOP)
 
 
+def test_every_details_tab_can_be_tapped_on_a_phone(isolated_dirs):
+    """On a touch screen the settings table's toolbar is always shown; right under the tab strip it covered
+    "Data", which a tap could not reach."""
+    from browser import PHONE
+
+    evaluated_run(0.9)
+    env = {"MODELS_DIR": str(core.models_dir()), "RUNS_DIR": str(core.runs_dir())}
+    with streamlit_server(env) as url, chromium() as open_tab:
+        tab = open_tab(PHONE)
+        page = tab.page
+        page.goto(f"{url}/training")
+        settings = page.get_by_role("tab", name="Settings and card")
+        settings.wait_for(timeout=60_000)
+        wait_for_app(page)
+        for name in ("Settings and card", "Data", "Mistakes", "Evaluation"):
+            page.get_by_role("tab", name=name).tap()
+            expect(page.get_by_role("tab", name=name)).to_have_attribute("aria-selected", "true", timeout=10_000)
+            wait_for_app(page)
+        assert tab.problems == []
+
+
 def test_tracker_details_compare_delete_with_200_runs(isolated_dirs):
     from test_tracker import synthetic_run
 

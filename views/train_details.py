@@ -44,6 +44,9 @@ def details(run: runs.Run) -> None:
     with tab_mistakes:
         mistakes(run)
     with tab_settings:
+        # A line above the table: on a touch screen its toolbar (always shown there) covered the tab strip, and
+        # "Data" could not be tapped.
+        st.caption("The settings this run used, then its model card.")
         st.dataframe(pd.DataFrame([{"setting": k, "value": str(v)} for k, v in run.settings().items()]),
                      hide_index=True, width="stretch")
         st.json({k: v for k, v in card.items() if k not in ("history", "test")}, expanded=1)
