@@ -67,6 +67,20 @@ def write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1, default=_json_default))
 
 
+TEXT_ENCODINGS = ("utf-8-sig", "cp1252")  # UTF-8 (with or without a BOM), then Windows' Western (Latin-1's superset)
+
+
+def decode_text(data: bytes) -> str | None:
+    """A text file's text, in UTF-8 or else Windows-1252 (what Windows editors and spreadsheets save); None when
+    it is neither."""
+    for encoding in TEXT_ENCODINGS:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
 def read_json(path: Path, default=None):
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))

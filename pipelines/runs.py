@@ -477,9 +477,9 @@ def check_corpus(path) -> None:
         raise core.DataUnavailable(f"Corpus file {path} cannot be read ({exc.strerror or exc}).") from None
     if not raw.strip():
         raise core.DataUnavailable(f"Corpus file {path.name} is empty: pick a plain-text file with prose in it.")
-    text = raw.decode("utf-8", errors="replace")
-    odd = sum(c == "\ufffd" or (ord(c) < 32 and c not in "\n\r\t\f") for c in text[:200_000])
-    if b"\x00" in raw[:65_536] or odd > 0.01 * min(len(text), 200_000):
+    text = core.decode_text(raw)  # Latin-1 / Windows-1252 too: it was called binary, or read with "\ufffd"s
+    odd = sum(ord(c) < 32 and c not in "\n\r\t\f" for c in (text or "")[:200_000])
+    if text is None or b"\x00" in raw[:65_536] or odd > 0.01 * min(len(text), 200_000):
         raise core.DataUnavailable(f"Corpus file {path.name} is not plain text (binary data); "
                                    "pick a .txt file saved as UTF-8.")
     if len(text.strip()) < MIN_CORPUS_CHARS:

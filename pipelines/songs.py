@@ -48,17 +48,13 @@ class CatalogError(ValueError):
     """A catalog CSV that cannot be used; the message names the problem."""
 
 
-ENCODINGS = ("utf-8-sig", "cp1252")  # UTF-8 (with or without BOM), then Windows' Western encoding
-
-
 def decode(data: bytes) -> str:
     """Text of a CSV file in UTF-8, UTF-8 with a BOM or cp1252 (what spreadsheets write)."""
-    for encoding in ENCODINGS:
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise CatalogError("The file is not text in UTF-8 or Windows-1252: save it as 'CSV UTF-8' and upload it again.")
+    text = core.decode_text(data)
+    if text is None:
+        raise CatalogError("The file is not text in UTF-8 or Windows-1252: save it as 'CSV UTF-8' and upload it "
+                           "again.")
+    return text
 
 
 def sniff_delimiter(text: str) -> str:

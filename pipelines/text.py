@@ -73,7 +73,8 @@ def load_corpus(corpus=None, data_dir=None) -> str:
         candidates += [directory / "text" / "nietzsche.txt", directory / "nietzsche.txt"]
     for path in candidates:
         if path.is_file():
-            return path.read_text(encoding="utf-8-sig", errors="replace")
+            raw = path.read_bytes()
+            return core.decode_text(raw) or raw.decode("utf-8", errors="replace")  # check_corpus refuses the latter
     if corpus:
         raise core.DataUnavailable(f"Corpus file {corpus} not found.")
     try:

@@ -69,6 +69,20 @@ def test_a_corpus_that_cannot_teach_is_refused(tmp_path):
         "error: Corpus file binary.txt is not plain text (binary data); pick a .txt file saved as UTF-8.")
 
 
+def test_a_latin_1_corpus_is_read_as_text(tmp_path):
+    """Saved by a Windows editor: it was refused as "binary data" with many accents, read with "\ufffd"s with few."""
+    from pipelines import text
+
+    prose = "Déjà vu: l'été, à Noël, la forêt était très belle. " * 60
+    for name, body in (("many", prose), ("few", prose.replace("é", "e").replace("à", "a") + "Noël")):
+        path = tmp_path / f"{name}.txt"
+        path.write_bytes(body.encode("cp1252"))
+        runs.check_corpus(path)  # accepted
+        assert text.load_corpus(str(path)) == body and "\ufffd" not in text.load_corpus(str(path))
+    assert core.decode_text("Noël".encode("utf-8-sig")) == "Noël"
+    assert core.decode_text(b"\x81\x8d\x00") is None  # not text in either
+
+
 def test_errors_for_people_are_not_glued_to_their_type():
     assert runs.error_text(core.DataUnavailable("MNIST not found: put it there.")) == "MNIST not found: put it there."
     assert runs.error_text(ValueError("boom")) == "ValueError: boom"

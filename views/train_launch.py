@@ -95,9 +95,11 @@ def engine_choice() -> str:
 def submit(task: str, values: dict, corpus, engine: str = "local") -> None:
     if corpus is not None:
         try:
-            path = core.runs_dir() / "uploads" / os.path.basename(corpus.name)
+            data = corpus.getvalue()
+            # Named by its content too: another file of the same name must not replace one an earlier run used.
+            path = core.runs_dir() / "uploads" / core.sha256_bytes(data)[:12] / os.path.basename(corpus.name)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(corpus.getvalue())
+            path.write_bytes(data)
             values["corpus"] = str(path)
         except OSError as exc:
             st.error(f"Nothing started: the corpus could not be saved in {core.runs_dir()} ({exc.strerror}).")
