@@ -113,6 +113,23 @@ def test_every_details_tab_can_be_tapped_on_a_phone(isolated_dirs):
         assert tab.problems == []
 
 
+def test_a_reload_keeps_the_task_and_a_link_names_it(isolated_dirs):
+    env = {"MODELS_DIR": str(core.models_dir()), "RUNS_DIR": str(core.runs_dir())}
+    with streamlit_server(env) as url, chromium() as open_tab:
+        tab = open_tab(DESKTOP)
+        page = tab.page
+        page.goto(f"{url}/training?task=mood")  # a shared link, as the first request
+        picked = page.get_by_test_id("stButtonGroup").first.get_by_role("radio", name="mood", exact=True)
+        expect(picked).to_be_checked(timeout=60_000)
+        page.get_by_test_id("stButtonGroup").first.get_by_role("radio", name="text", exact=True).click()
+        page.wait_for_url("**/training?task=text", timeout=30_000)
+        page.reload()  # it went back to digits
+        text = page.get_by_test_id("stButtonGroup").first.get_by_role("radio", name="text", exact=True)
+        expect(text).to_be_checked(timeout=60_000)
+        expect(page.get_by_text("No text runs yet")).to_be_visible()
+        assert tab.problems == []
+
+
 def test_tracker_details_compare_delete_with_200_runs(isolated_dirs):
     from test_tracker import synthetic_run
 

@@ -302,3 +302,16 @@ def test_a_setting_a_run_does_not_have_is_blank_in_the_table():
 
     rows = tracker.rows("digits") + tracker.rows(synthetic_run().task)
     pa.Table.from_pandas(run_frame(rows, every_task=False))  # no mixed column that Streamlit must fix (it logs)
+
+
+def test_the_task_comes_from_the_link_and_goes_into_it():
+    """A reload (or a shared link) opens the task it was on; it went back to digits."""
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["task"] = "text"
+    at.run()
+    assert not at.exception and at.segmented_control[0].value == "text"
+    at.segmented_control[0].set_value("mood").run()
+    assert at.query_params["task"] == "mood"
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["task"] = "no such task"
+    assert at.run().segmented_control[0].value == "digits"

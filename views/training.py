@@ -13,11 +13,24 @@ import streamlit as st
 from pipelines import runs
 from views import train_compare, train_details, train_launch, train_live, train_registry, train_runs
 
+
+def pick_task() -> None:
+    st.session_state["training-task"] = st.session_state["task"] or st.session_state.get("training-task")
+
+
 st.title("🏋️ Training")
 st.caption("Jobs run in the background (`python -m pipelines.<task> train`) and write to runs/<task>/<run>/; "
            "closing or reloading this page does not stop them. A new model is only used once promoted.")
 
-task = st.segmented_control("Task", runs.TASKS, default="digits", key="task") or "digits"
+# The task picked stays across pages (the widget's own state goes with the page) and in the link, so a reload or a
+# shared link opens the same task (a reload went back to digits while a text job ran).
+if "task" not in st.session_state:
+    asked = st.session_state.get("training-task") or st.query_params.get("task")
+    st.session_state["task"] = asked if asked in runs.TASKS else "digits"
+task = st.segmented_control("Task", runs.TASKS, key="task", on_change=pick_task) or \
+    st.session_state.get("training-task") or "digits"
+st.query_params["task"] = task
+
 busy = runs.active_run(task) is not None
 every = train_live.BUSY_POLL_S * 2 if busy else None  # sections other than the live one poll only while a job runs
 
