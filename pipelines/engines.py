@@ -265,7 +265,7 @@ class RayEngine(Engine):
         its thread budget, and the project on PYTHONPATH when it is not shipped."""
         env = {"RUNS_DIR": str(core.runs_dir().resolve()), "MODELS_DIR": str(core.models_dir().resolve()),
                "FEEDBACK_DIR": str(core.feedback_dir().resolve()), "JOB_THREADS": str(max(int(cpus), 1)),
-               "PYTHONUNBUFFERED": "1", JOB_ID_VAR: job_id}
+               "PYTHONUNBUFFERED": "1", JOB_ID_VAR: job_id, **runs.QUIET_TF}
         if os.environ.get("DATA_DIR"):
             env["DATA_DIR"] = str(Path(os.environ["DATA_DIR"]).resolve())
         if "working_dir" not in runtime_env:

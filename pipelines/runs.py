@@ -277,6 +277,11 @@ def launch(task: str, args: list[str], engine=None) -> Run:
     return run
 
 
+# TensorFlow's C++ start-up notes (oneDNN, CPU features) filled the page's log box where the progress goes;
+# its warnings and errors stay.
+QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1")}
+
+
 def start_local(run: Run, args: list[str]) -> None:
     """The local engine: a detached subprocess of the server."""
     log = open(run.log_path, "ab")
@@ -284,6 +289,7 @@ def start_local(run: Run, args: list[str]) -> None:
         [sys.executable, "-u", "-m", f"pipelines.{run.task}", "train", "--run-dir", str(run.dir), *args],
         cwd=core.ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True,  # survives a Streamlit rerun and does not get its signals
+        env={**os.environ, **QUIET_TF},
     )
     log.close()
     core.atomic_write_text(run.dir / "pid", f"{proc.pid} {process_start(proc.pid) or ''}")

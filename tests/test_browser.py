@@ -41,7 +41,7 @@ def page_ready(tab, name: str) -> None:
     ready = {"": tab.page.get_by_text("Small neural networks"),
              "digits": tab.page.locator("canvas.upper-canvas"),
              "text": tab.page.locator("textarea[aria-label='Your text']"),
-             "mood": tab.page.get_by_text("Take a snapshot or upload a photo with a face"),
+             "mood": tab.page.get_by_text("Take a snapshot with your face in it"),
              "training": tab.page.get_by_text("New run")}[name]
     ready.first.wait_for(timeout=90_000)
     wait_for_app(tab.page)
@@ -275,7 +275,7 @@ def test_leaving_a_page_mid_work_breaks_nothing_and_keeps_the_work(app_url, open
             page.keyboard.press("End")
         page.keyboard.type(" " + "x" * i if i else "the free spi", delay=60)
         go_to(tab, "Mood")  # at once, no pause after the last key
-        expect(page.get_by_text("Take a snapshot or upload a photo with a face")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Take a snapshot with your face in it")).to_be_visible(timeout=60_000)
         wait_for_app(page)
     go_to(tab, "Text")
     expect(tab.page.locator("textarea[aria-label='Your text']")).to_have_value("the free spi x xx", timeout=60_000)
@@ -484,7 +484,7 @@ def test_a_result_goes_with_its_photo_when_the_source_changes(app_url, open_tab,
     wait_for_app(page)
     page.wait_for_timeout(2000)
     wait_for_app(page)
-    expect(page.get_by_text("Take a snapshot or upload a photo with a face in it.")).to_be_visible()
+    expect(page.get_by_text("Upload a photo with a face in it.")).to_be_visible()
     expect(page.get_by_test_id("stFileUploaderFile")).to_have_count(0)
     expect(page.get_by_text("face(s) found")).to_have_count(0)
     tab.shot("mood-source-switched-back")

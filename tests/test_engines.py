@@ -71,6 +71,7 @@ def test_the_job_sees_the_servers_folders_and_a_custom_runtime_env(monkeypatch, 
     assert env["RUNS_DIR"] == str(core.runs_dir().resolve()) and env["MODELS_DIR"] == str(core.models_dir().resolve())
     assert env["DATA_DIR"] == str(tmp_path.resolve()) and env["JOB_THREADS"] == "4" and env["JOB_NICE"] == "0"
     assert env["PYTHONPATH"] == str(core.ROOT)  # no working_dir: the workers share this install
+    assert env["TF_CPP_MIN_LOG_LEVEL"] == runs.QUIET_TF["TF_CPP_MIN_LOG_LEVEL"] != "0"  # no start-up notes in the log
     assert engine.python(custom) == sys.executable
     monkeypatch.setenv("RAY_RUNTIME_ENV", "{pip: x}")
     with pytest.raises(engines.EngineUnavailable, match="RAY_RUNTIME_ENV is not valid JSON"):

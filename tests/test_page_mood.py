@@ -103,3 +103,9 @@ def test_the_upload_limit_is_the_servers(tiny_mood_model, monkeypatch):
     limit = tomllib.loads((ROOT / ".streamlit/config.toml").read_text())["server"]["maxUploadSize"]
     at = upload(run_page(), "huge.jpg", b"\xff\xd8" + b"0" * (limit * 2**20 + 1))
     assert not at.exception and f"the limit is {limit} MB" in at.error[0].value
+
+
+def test_without_a_photo_the_page_says_where_to_go_without_a_camera(tiny_mood_model, monkeypatch):
+    monkeypatch.setenv("MODELS_DIR", str(tiny_mood_model[2]))
+    at = run_page()
+    assert not at.exception and "No camera" in at.info[0].value and "Choose Upload" in at.info[0].value

@@ -53,7 +53,8 @@ if source == "Webcam":
 else:
     photo = st.file_uploader("Upload a photo", type=["jpg", "jpeg", "png", "webp", "bmp"], key=f"mood-upload-{n}")
 if photo is None:
-    st.info("Take a snapshot or upload a photo with a face in it.")
+    st.info("Take a snapshot with your face in it. No camera, or the browser may not use it? Choose Upload above."
+            if source == "Webcam" else "Upload a photo with a face in it.")
     st.stop()
 if photo.size > limit * 2**20:
     st.error(f"This file is {photo.size / 2**20:.0f} MB; the limit is {limit} MB.")

@@ -25,7 +25,7 @@ def _layout(fig: go.Figure, title: str, y_title: str, percent: bool, x_max: floa
     if percent:
         yaxis.update(range=[0, 1.0], tickformat=".0%")
     fig.update_layout(title=_title(f"{title}, by epoch"), height=height, legend=LEGEND, margin=MARGIN, yaxis=yaxis,
-                      xaxis=dict(range=[0, x_max] if x_max else None))
+                      xaxis=dict(range=[0, x_max * 1.03] if x_max else None))  # room for a point at the end
     return fig
 
 
@@ -62,7 +62,7 @@ def run_rates(run_dir: str, stamp: tuple) -> go.Figure:
                     line=dict(color=COLORS[2]))
     fig.add_scatter(x=c["epoch_x"], y=c["samples_per_s"], name="samples/s", yaxis="y2", mode="lines+markers",
                     line=dict(color=COLORS[3], dash="dot"))
-    _layout(fig, "learning rate and throughput", "learning rate", False, None, height=304)
+    _layout(fig, "learning rate and throughput", "learning rate", False, max(c["epoch_x"], default=1), height=304)
     fig.update_layout(yaxis=dict(type="log", rangemode="normal", exponentformat="e"),
                       yaxis2=dict(title="samples/s", overlaying="y", side="right", rangemode="tozero",
                                   showgrid=False, tickmode="auto", nticks=5, tickformat="~s"))

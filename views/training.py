@@ -29,7 +29,8 @@ if "task" not in st.session_state:
     st.session_state["task"] = asked if asked in runs.TASKS else "digits"
 task = st.segmented_control("Task", runs.TASKS, key="task", on_change=pick_task) or \
     st.session_state.get("training-task") or "digits"
-st.query_params["task"] = task
+if st.query_params.get("task") != task:
+    st.query_params["task"] = task
 
 busy = runs.active_run(task) is not None
 every = train_live.BUSY_POLL_S * 2 if busy else None  # sections other than the live one poll only while a job runs
