@@ -123,6 +123,11 @@ def test_a_reload_keeps_the_task_and_a_link_names_it(isolated_dirs):
         expect(picked).to_be_checked(timeout=60_000)
         page.get_by_test_id("stButtonGroup").first.get_by_role("radio", name="text", exact=True).click()
         page.wait_for_url("**/training?task=text", timeout=30_000)
+        expect(page.get_by_text("No text runs yet")).to_be_visible(timeout=30_000)
+        # Settled, the text form's corpus uploader drawn: a reload while its script loads aborts that request.
+        page.get_by_test_id("stFileUploaderDropzone").wait_for(timeout=30_000)
+        wait_for_app(page)
+        page.wait_for_load_state("networkidle")
         page.reload()  # it went back to digits
         text = page.get_by_test_id("stButtonGroup").first.get_by_role("radio", name="text", exact=True)
         expect(text).to_be_checked(timeout=60_000)
