@@ -30,10 +30,12 @@ def sent(key: str) -> dict:
 def keep_drawing(key: str) -> None:
     # A callback: it also runs when the last stroke arrives with a click on another page, where this
     # page's script does not run.
-    drawing, kept = sent(key), st.session_state.get(KEPT) or {}
-    if drawing.get("data") and drawing["data"] not in (st.session_state.get(STALE), kept.get("data")):
-        st.session_state[KEPT] = {"raw": drawing.get("raw"), "png": digits.png_from_data_url(drawing["data"]),
-                                  "data": drawing["data"], "width": st.session_state.get(DRAWN_AT)}  # drawn at
+    drawing = sent(key)
+    if not drawing.get("data") or drawing["data"] == st.session_state.get(STALE):
+        return
+    png = digits.png_from_data_url(drawing["data"])
+    if png != (st.session_state.get(KEPT) or {}).get("png"):  # a new drawing: the canvas's width it was drawn at
+        st.session_state[KEPT] = {"raw": drawing.get("raw"), "png": png, "width": st.session_state.get(DRAWN_AT)}
 
 
 def pick_pen() -> None:
