@@ -497,14 +497,18 @@ def test_a_result_goes_with_its_photo_when_the_source_changes(app_url, open_tab,
 # ---------------------------------------------------------------- training
 
 
+def training_form(tab, app_url):
+    """The Training page opened by its link, and its Epochs box."""
+    tab.page.goto(f"{app_url}/training")
+    tab.page.get_by_text("New run").wait_for(timeout=60_000)
+    return tab.page.get_by_role("spinbutton", name="Epochs")
+
+
 def test_an_epoch_count_out_of_range_is_explained_under_its_field(app_url, open_tab):
     """Typed 0 and pressed Train: nothing started and nothing said (Streamlit's own range check, hover-only)."""
     tab = open_tab(DESKTOP)
     page = tab.page
-    page.goto(f"{app_url}/training")
-    page.get_by_text("New run").wait_for(timeout=60_000)
-    epochs = page.get_by_role("spinbutton", name="Epochs")
-    epochs.click()
+    training_form(tab, app_url).click()
     page.keyboard.press("Control+A")
     page.keyboard.type("0", delay=80)
     page.get_by_role("button", name="Train").click()
@@ -518,10 +522,7 @@ def test_an_epoch_count_out_of_range_is_explained_under_its_field(app_url, open_
 def test_click_train_and_watch_the_chart_move(app_url, open_tab):
     tab = open_tab(DESKTOP)
     page = tab.page
-    page.goto(f"{app_url}/training")
-    page.get_by_text("New run").wait_for(timeout=60_000)
-    epochs = page.get_by_role("spinbutton", name="Epochs")
-    epochs.fill("2")
+    training_form(tab, app_url).fill("2")
     page.get_by_role("button", name="Train").click()
     # The run shows at once (queued, then running), whatever flash message comes and goes.
     expect(page.get_by_role("heading", name=re.compile(r"^Run \d{8}-\d{6}"))).to_be_visible(timeout=30_000)
