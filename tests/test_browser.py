@@ -428,6 +428,41 @@ def test_generate_right_after_typing_then_append_and_type_on(text_tab):
     text_tab.shot("text-continuation-withdrawn")
 
 
+def test_a_double_tap_on_append_adds_the_continuation_once_and_moves_nothing(app_url, open_tab):
+    """On a phone the panel under "Append it to my text" folded up once the text was appended, so the second tap of
+    a double tap landed on what moved under the finger (the Words slider, 1 of 4 double taps in a walk)."""
+    tab = open_tab(PHONE)
+    tab.url = app_url
+    page = tab.page
+    box = text_box(tab)
+    page.keyboard.type("the free spi", delay=60)
+    chips_for(tab, "the free spi")
+    page.get_by_role("button", name="Generate a continuation").tap()
+    continuation = page.get_by_test_id("stTextArea").locator("textarea")
+    expect(continuation).not_to_be_empty(timeout=60_000)
+    added = continuation.input_value()
+    words = page.get_by_role("slider").nth(1)
+    before = words.get_attribute("aria-valuenow")
+    page.get_by_test_id("stMain").evaluate("m => m.scrollTo(0, m.scrollHeight)")  # the button at the bottom
+    button = page.get_by_role("button", name="Append it to my text")
+    at = button.bounding_box()
+    x, y = at["x"] + at["width"] / 2, at["y"] + at["height"] / 2
+    page.touchscreen.tap(x, y)
+    expect(box).to_have_value("the free spi" + added, timeout=60_000)
+    wait_for_app(page)
+    under_finger = page.evaluate("([x, y]) => { const b = document.elementFromPoint(x, y)?.closest('button');"
+                                 " return b ? [b.innerText, b.disabled] : null; }", [x, y])
+    page.touchscreen.tap(x, y)  # the second tap, once the page has changed
+    page.wait_for_timeout(1000)
+    wait_for_app(page)
+    expect(box).to_have_value("the free spi" + added)
+    tab.shot("text-appended-phone")
+    assert under_finger == ["Appended to your text", True]
+    assert words.get_attribute("aria-valuenow") == before
+    assert tab.problems == []
+    tab.context.close()
+
+
 # ---------------------------------------------------------------- mood
 
 

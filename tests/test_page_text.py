@@ -70,6 +70,12 @@ def test_a_continuation_belongs_to_its_text(tiny_text_model, monkeypatch):
     next(b for b in at.button if "Append" in b.label).click().run()
     assert at.session_state["set_text"]["text"] == "the cat" + generated["text"]
     assert sent_to_box(at)["set_text"]["text"] == "the cat" + generated["text"]
+    # The button stays in its place, greyed, until the text changes: before and after the box has the text.
+    for typed in ("the cat", "the cat" + generated["text"]):
+        at.session_state["typed"] = {"text": typed, "cut": 0}
+        at.run()
+        done = next(b for b in at.button if "Append" in b.label)
+        assert done.label == "Appended to your text" and done.disabled
     at.session_state["typed"] = {"text": "a new text", "cut": 0}
     at.run()
     assert not [b for b in at.button if "Append" in b.label]  # the old continuation is not offered

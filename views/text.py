@@ -38,10 +38,17 @@ def keep_text() -> None:
     # A callback: it also runs when the last keys arrive with a click on another page, where this
     # page's script does not run.
     st.session_state[KEPT] = (st.session_state.get("typed") or {}).get("text", "")
+    (st.session_state.get("generated") or {}).pop("pending", None)  # the box has the appended text now
 
 
 def replace_text(new_text: str) -> None:
     st.session_state.set_text = {"text": new_text, "nonce": uuid.uuid4().hex}
+
+
+def append_continuation(text: str, new_text: str) -> None:
+    replace_text(new_text)
+    # "pending": the text of the click, until the box reports the new text
+    st.session_state.generated.update(appended=new_text, pending=text)
 
 
 @st.fragment
@@ -70,9 +77,13 @@ def writer() -> None:
     if st.button("Generate a continuation", icon="✨"):
         st.session_state.generated = {"for": text, "text": textlm.generate(lm, vocab, text, n_words, temperature)}
     generated = st.session_state.get("generated")
-    if generated and generated["for"] == text:  # a continuation belongs to the text it was made for
+    appended = generated and text in (generated.get("pending"), generated.get("appended"))
+    if generated and (generated["for"] == text or appended):  # a continuation belongs to the text it was made for
         st.text_area("Continuation", generated["text"], disabled=True)
-        st.button("Append it to my text", on_click=replace_text, args=(text + generated["text"],))
+        # Once appended, the button stays where it was, greyed: the panel does not fold up under the finger,
+        # so the second tap of a double tap lands on it and not on the Words slider that would move there.
+        st.button("Appended to your text" if appended else "Append it to my text", disabled=bool(appended),
+                  on_click=append_continuation, args=(text, text + generated["text"]))
     elif generated:
         st.caption("The text changed since the last continuation: generate again to continue it.")
 
