@@ -364,8 +364,11 @@ def write_text_mistakes(run_dir: Path, model, vocab: dict, held_ids, window: int
     chars = vocab["chars"]
     lines = []
     span = len(held_ids) - window - length
-    for k in range(n_lines if span > 0 else 0):
-        start = window + (span * k) // max(n_lines, 1)
+    # Lines apart from one another: a short held-out text (a small corpus) gives fewer lines, not the same
+    # characters shown again in the next line.
+    n_lines = min(n_lines, 1 + span // length) if span >= 0 else 0
+    for k in range(n_lines):
+        start = window + (span * k) // max(n_lines - 1, 1)
         windows = np.stack([held_ids[start + i - window:start + i] for i in range(length)])
         probs = text.last_char_probs(model, windows)
         target = held_ids[start:start + length]

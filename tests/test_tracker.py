@@ -187,3 +187,17 @@ def test_fine_tuning_text_keeps_the_starting_models_vocabulary(tiny_text_model):
     with runs.running(run):
         card = text.train(settings, run, text=TINY_TEXT.replace("cat", "fox"))  # f, x: not in its vocabulary
     assert card and core.read_json(run.dir / "model.vocab.json") == core.read_json(start.dir / "model.vocab.json")
+
+
+def test_text_mistakes_show_lines_apart_even_from_a_short_held_out_text(tiny_text_model, tmp_path):
+    """A small corpus's held-out text gave four lines that repeated one another's characters."""
+    models = tiny_text_model[2]
+    model, vocab = core.load_model(models / "text.keras"), core.read_json(models / "text.vocab.json")
+    rng = np.random.default_rng(0)
+    held = rng.integers(0, len(vocab["chars"]), 40 + 110 + 150)  # room for two lines of 110 apart, not four
+    out = tracker.write_text_mistakes(tmp_path, model, vocab, held, window=40, length=110, prompts=0)
+    chars = "".join(vocab["chars"][i] for i in held)
+    starts = [chars.index(line["text"]) for line in out["lines"]]
+    assert len(starts) == 2 and starts[1] - starts[0] >= 110
+    long = rng.integers(0, len(vocab["chars"]), 2000)
+    assert len(tracker.write_text_mistakes(tmp_path, model, vocab, long, prompts=0)["lines"]) == 4
