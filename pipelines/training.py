@@ -93,6 +93,8 @@ class MetricsLogger(keras.callbacks.Callback):
         # A Stop ends the epoch after the current batch, and Keras still validates it: the row says how far it got,
         # so that the page does not count a stopped epoch as done (nor draw its point at its end).
         partial = {"partial": True, "steps_done": self.steps_done} if steps and self.steps_done < steps else {}
+        if partial:  # the log's reader: Keras's progress line for this epoch shows its full count of steps
+            print(f"Stopped: epoch {epoch + 1} ended after step {self.steps_done} of {steps}.", flush=True)
         self.run.append_metric({"kind": "epoch", "epoch": epoch, "time": time.time() - self.t0,
                                 "seconds": seconds, "samples_per_s": self.seen / max(seconds, 1e-9),
                                 "learning_rate": current_lr(self.model), **partial, **_floats(logs)})

@@ -99,7 +99,7 @@ def test_a_dead_process_reads_as_failed():
     assert run.state == "failed" and "died" in run.status()["error"]
 
 
-def test_metrics_logger_writes_rows_and_honours_stop():
+def test_metrics_logger_writes_rows_and_honours_stop(capsys):
     import keras
 
     from pipelines.training import MetricsLogger
@@ -124,6 +124,7 @@ def test_metrics_logger_writes_rows_and_honours_stop():
     # Keras still ends (and validates) the epoch a Stop cut short: 3 of its 16 steps, not a whole epoch
     epoch = next(r for r in rows if r["kind"] == "epoch")
     assert (epoch["partial"], epoch["steps_done"]) == (True, 3)
+    assert "Stopped: epoch 1 ended after step 3 of 16." in capsys.readouterr().out  # the job's log says so too
     from pipelines import tracker
 
     run.set_status("stopped")
