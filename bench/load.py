@@ -65,6 +65,7 @@ ACTION_TIMEOUT_MS = 60_000
 # No fake camera: the Mood page opens on its webcam view, and Chromium's fake camera streamed into every visitor's
 # tab on this machine (three idle Mood tabs: 68% of a core), where a real visitor's preview runs on their own.
 VISITOR_ARGS = [a for a in CHROMIUM_ARGS if "media-stream" not in a]
+SCRIPT_RUNS = Path(tempfile.gettempdir()) / f"bench-script-runs-{os.getpid()}.jsonl"  # bench.serve_timed writes it
 SAMPLES = 8  # per page for the CPU per interaction: the kernel counts CPU time in 10 ms ticks
 
 # In every page: the time of the person's last event, and a wait for the first frame showing a result.
@@ -398,7 +399,7 @@ async def run_visitors(browser, url, pid, face, k: int, loops: int, budget_s: fl
                        arrive_s: float = 0.0) -> dict:
     counter = {"messages": 0}
     visitors = [Visitor(browser, url, face, counter) for _ in range(k)]
-    cpu0, browsers0, t0 = cpu_seconds(pid), chromium_cpu_seconds(), time.monotonic()
+    cpu0, browsers0, t0, since = cpu_seconds(pid), chromium_cpu_seconds(), time.monotonic(), time.time()
     with RssPeak(pid) as rss:
         await asyncio.gather(*(v.visit(loops, t0 + budget_s, think_s, arrive_s) for v in visitors))
     wall = time.monotonic() - t0
@@ -413,6 +414,9 @@ async def run_visitors(browser, url, pid, face, k: int, loops: int, budget_s: fl
         # The same once every visitor has opened the app (their second and later visits).
         "actions_after_first_visit": {a: stats([t for v in visitors for t in v.later[a]])
                                       for a in ("digits", "text", "mood")},
+        # The server's part: each script run's time there (fragments: a stroke, keys typed; pages: a photo, a page
+        # opened), from bench.serve_timed. What the in-page times add to it is the browsers' and the network's.
+        "script_runs_at_server": script_runs(since),
         # A stroke's websocket round trip (--server-timing only; see open).
         "digits_server_round_trip": stats([t for v in visitors for t in v.server]),
         "errors": len(errors), "error_examples": sorted(set(errors))[:5],
@@ -426,6 +430,17 @@ async def run_visitors(browser, url, pid, face, k: int, loops: int, budget_s: fl
         # The server alone: how many such visitors one core serves, at this pace of interaction.
         "visitors_per_server_core": round(k / max(server_cpu / wall, 1e-9), 1),
     }
+
+
+def script_runs(since: float) -> dict:
+    """Wall and CPU time of the script runs that ended after `since`, fragments and whole pages apart."""
+    with suppress(OSError):
+        rows = [json.loads(line) for line in SCRIPT_RUNS.read_text(encoding="utf-8").splitlines()]
+        rows = [r for r in rows if r["t"] >= since]
+        return {kind: {**stats([r["ms"] for r in rows if r["fragment"] == frag]),
+                       "cpu": stats([r["cpu_ms"] for r in rows if r["fragment"] == frag])}
+                for kind, frag in (("fragment", True), ("page", False))}
+    return {}
 
 
 def per_message(samples: list[tuple[float, int, float]]) -> dict:
@@ -534,12 +549,13 @@ async def main_async(args) -> dict:
     cv2.imwrite(str(face), cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
     results = {"chromium": "one Chromium at nice 19 (kept there: CAP_SYS_NICE dropped; its session groups at nice 19 "
                            "too), a context per visitor, no camera (the Mood page's webcam view waits for one; visitors upload)",
-               "server": "streamlit run app.py, settings from .streamlit/config.toml (as make run)",
+               "server": "streamlit run app.py, settings from .streamlit/config.toml (as make run), through "
+                         "bench.serve_timed (the time of each script run at the server)",
                "visitor": f"opens /digits by its URL, then changes pages with the app's navigation; arrives within the "
                           f"first {args.arrive:g} s, looks at each result {args.think:g} s on average; {args.loops} visits "
                           "(digits, text, mood)"}
     runs_tmp = tempfile.mkdtemp(prefix="bench-runs-")
-    with streamlit_server({"RUNS_DIR": runs_tmp}) as url:
+    with streamlit_server({"RUNS_DIR": runs_tmp}, launcher=("bench.serve_timed", str(SCRIPT_RUNS))) as url:
         pid = streamlit_server.proc.pid
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=niced_chromium(), headless=True, args=VISITOR_ARGS)

@@ -324,6 +324,11 @@ def load_rows(lo: dict, row) -> None:
         trip = r.get("digits_server_round_trip", {})
         steady += (f"; a stroke's websocket round trip (its message out to the run's end back, as the page sees it): "
                    f"p50 {trip['p50_ms'] / 1000:.2f} s, p95 {trip['p95_ms'] / 1000:.2f} s" if trip.get("n") else "")
+        runs_at = r.get("script_runs_at_server", {})
+        steady += ("; the server's part, each script run there (p50 / p95): " + ", ".join(
+            f"{name} {runs_at[k]['p50_ms']:.0f} / {runs_at[k]['p95_ms']:.0f} ms"
+            for k, name in (("fragment", "strokes and keys"), ("page", "photos and pages opened")) if runs_at[k].get("n"))
+            if runs_at.get("fragment", {}).get("n") else "")
         row(label, f"{timings}{steady}; {r['errors']} errors; server RSS peak {r['server_rss_peak_mb']:.0f} MB, "
                    f"{r['server_cpu_ms_per_message']:.0f} ms CPU per interaction, server {r['server_cpu_share_of_machine']:.0%} "
                    f"/ browsers {r['browsers_cpu_share_of_machine']:.0%} of the machine; at this pace one server core "

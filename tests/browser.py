@@ -27,11 +27,12 @@ NAV = ["Home", "Digits", "Text", "Mood", "Training"]
 
 
 @contextlib.contextmanager
-def streamlit_server(env: dict, log: Path | None = None):
+def streamlit_server(env: dict, log: Path | None = None, launcher: tuple = ("streamlit",)):
     """Yields the app's URL. Started like `make run` (settings from .streamlit/config.toml);
-    the process is `streamlit_server.proc` (for its memory and CPU)."""
+    the process is `streamlit_server.proc` (for its memory and CPU). `launcher`: the module run with
+    `python -m` and its first arguments (bench.load times each script run with bench.serve_timed)."""
     (port,) = free_ports(1)
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+    cmd = [sys.executable, "-m", *launcher, "run", "app.py", "--server.address", "127.0.0.1",
            "--server.port", str(port)]
     log = log or Path(os.environ.get("TMPDIR", "/tmp")) / f"streamlit-{port}.log"
     with open(log, "wb") as out:

@@ -78,7 +78,10 @@ def test_load_rows_put_the_browsers_cpu_beside_the_servers_and_read_older_result
     trip = {"n": 4, "p50_ms": 90, "p95_ms": 450, "max_ms": 600}
     run.load_rows({"per_page": pages, "visitors": [visitors | {"browsers_cpu_ms_per_action": 380,
                                                                "server_cpu_ms_per_action": 60,
-                                                               "digits_server_round_trip": trip}]},
+                                                               "digits_server_round_trip": trip,
+                                                               "script_runs_at_server": {
+                                                                   "fragment": {"n": 9, "p50_ms": 7, "p95_ms": 34.4},
+                                                                   "page": {"n": 0}}}]},
                   lambda what, value: rows.append((what, value)))
     table = dict(rows)
     browser_row = next(v for k, v in table.items() if k.startswith("CPU ms per action, one visitor"))
@@ -87,6 +90,8 @@ def test_load_rows_put_the_browsers_cpu_beside_the_servers_and_read_older_result
     assert table["load: 20 visitors"].endswith("browsers 380 ms, server 60 ms")
     assert "a stroke's websocket round trip (its message out to the run's end back, as the page sees it): " \
            "p50 0.09 s, p95 0.45 s;" in table["load: 20 visitors"]
+    assert "; the server's part, each script run there (p50 / p95): strokes and keys 7 / 34 ms;" \
+        in table["load: 20 visitors"]
     rows.clear()
     for p in pages.values():  # results written before these figures were measured
         for key in ("browser_cpu_ms", "server_cpu_ms"):
@@ -95,3 +100,22 @@ def test_load_rows_put_the_browsers_cpu_beside_the_servers_and_read_older_result
     run.load_rows({"per_page": pages, "visitors": [visitors]}, lambda what, value: rows.append((what, value)))
     assert not any(k.startswith("CPU ms per action") for k, _ in rows)
     assert dict(rows)["load: 20 visitors"].endswith("such visitors")
+
+
+def test_the_servers_script_runs_are_timed_in_this_streamlit(tmp_path):
+    """bench.serve_timed wraps a private method of Streamlit's script runner: a Streamlit without it would leave the
+    load test's server-side figures empty."""
+    import json
+    from types import SimpleNamespace
+
+    from streamlit.runtime.scriptrunner import script_runner
+
+    from bench import serve_timed
+
+    assert callable(getattr(script_runner.ScriptRunner, "_run_script", None))
+    with open(tmp_path / "runs.jsonl", "w", encoding="utf-8") as out:
+        run = serve_timed.timed(lambda self, rerun_data: sum(range(10_000)), out)
+        run(None, SimpleNamespace(fragment_id_queue=["f1"]))
+        run(None, SimpleNamespace(fragment_id_queue=[]))
+    rows = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert [r["fragment"] for r in rows] == [True, False] and all(r["ms"] >= 0 and r["cpu_ms"] >= 0 for r in rows)
