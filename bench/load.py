@@ -443,14 +443,18 @@ def script_runs(since: float) -> dict:
     return {}
 
 
-def per_message(samples: list[tuple[float, int, float]]) -> dict:
-    """(server CPU s, messages, browser CPU s) samples -> server CPU ms per message (over all samples, and the
-    median sample), and the browser's CPU ms for the whole of one sample (median): the other side of the same work."""
-    cpu, msgs = sum(c for c, _, _ in samples), sum(m for _, m, _ in samples)
+def per_message(samples: list[tuple[float, int, float, float]], background: float = 0.0) -> dict:
+    """(server CPU s, messages, browser CPU s, wall s) samples -> server CPU ms per message (over all samples, and
+    the median sample), and the browser's CPU ms for the whole of one sample (median): the other side of the same
+    work. `background`: the server's own CPU with no tab open, as a share of one core; "net" figures take out what
+    it spent over each sample's time (a sample lasts a second or more, for one to three messages)."""
+    cpu, msgs = sum(c for c, *_ in samples), sum(m for _, m, *_ in samples)
+    net = [(max(c - background * w, 0.0), m) for c, m, _, w in samples]
     return {"server_cpu_ms_per_message": round(1000 * cpu / max(msgs, 1), 1), "messages": msgs,
-            "median_sample_ms_per_message": round(float(np.median([1000 * c / max(m, 1) for c, m, _ in samples])), 1),
-            "server_cpu_ms": round(float(np.median([1000 * c for c, _, _ in samples]))),
-            "browser_cpu_ms": round(float(np.median([1000 * b for _, _, b in samples])))}
+            "median_sample_ms_per_message": round(float(np.median([1000 * c / max(m, 1) for c, m, *_ in samples])), 1),
+            "net_server_cpu_ms_per_message": round(1000 * sum(c for c, _ in net) / max(msgs, 1), 1),
+            "server_cpu_ms": round(float(np.median([1000 * c for c, *_ in samples]))),
+            "browser_cpu_ms": round(float(np.median([1000 * b for _, _, b, _ in samples])))}
 
 
 async def cpu_per_page(browser, url, pid, face) -> dict:
@@ -458,10 +462,10 @@ async def cpu_per_page(browser, url, pid, face) -> dict:
     own action (the stroke, the suggestions for the typed text, the photo) apart from opening the page by
     its URL (a new session and a full run of the app), and both together."""
     counter = {"messages": 0}
-    out = {}
+    out, samples = {}, {}
 
     def now():
-        return cpu_seconds(pid), counter["messages"], chromium_cpu_seconds()
+        return cpu_seconds(pid), counter["messages"], chromium_cpu_seconds(), time.monotonic()
 
     for action in ("digits", "text", "mood"):
         visitor = Visitor(browser, url, face, counter)
@@ -485,8 +489,7 @@ async def cpu_per_page(browser, url, pid, face) -> dict:
             opening.append(tuple(m - s for m, s in zip(marks[0], start)))
             acting.append(tuple(e - m for e, m in zip(end, marks[0])))
         await visitor.close()
-        both = [tuple(x + y for x, y in zip(o, a)) for o, a in zip(opening, acting)]
-        out[action] = per_message(acting) | {"opening_the_page": per_message(opening), "with_opening": per_message(both)}
+        samples[action] = (acting, opening, [tuple(x + y for x, y in zip(o, a)) for o, a in zip(opening, acting)])
     # An open Training tab that nobody touches: its polling fragment ticks.
     visitor = Visitor(browser, url, face, counter)
     await visitor.open()
@@ -502,6 +505,9 @@ async def cpu_per_page(browser, url, pid, face) -> dict:
     c0, t0 = cpu_seconds(pid), time.monotonic()
     await asyncio.sleep(60)
     idle_share = (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+    for action, (acting, opening, both) in samples.items():
+        out[action] = per_message(acting, idle_share) | {"opening_the_page": per_message(opening, idle_share),
+                                                         "with_opening": per_message(both, idle_share)}
     out["training_idle_tab"] = {"server_cpu_ms_per_message": round(1000 * cpu / max(msgs, 1), 1), "messages": msgs,
                                 "share_of_one_core": round(cpu / wall, 4),
                                 "no_tab_share_of_one_core": round(idle_share, 4),

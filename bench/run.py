@@ -295,6 +295,11 @@ def load_rows(lo: dict, row) -> None:
         row("server CPU per interaction (digits stroke / text suggestions / mood photo / Training tick), before -> now",
             " / ".join(f"{CPU_BEFORE_MS[k]} -> {pages[k]['server_cpu_ms_per_message']:.0f} ms"
                        for k in ("digits", "text", "mood", "training_idle_tab")))
+        if all("net_server_cpu_ms_per_message" in pages[k] for k in ("digits", "text", "mood", "training_idle_tab")):
+            row("the same, net of the server's own background with no tab open "
+                f"({pages['training_idle_tab']['no_tab_share_of_one_core']:.2%} of a core, over each sample's time)",
+                " / ".join(f"{pages[k]['net_server_cpu_ms_per_message']:.0f} ms"
+                           for k in ("digits", "text", "mood", "training_idle_tab")))
         if all("opening_the_page" in pages[k] for k in ("digits", "text", "mood")):
             row("opening the page by its URL (a new session, a full run), server CPU per message: digits / text / mood",
                 " / ".join(f"{pages[k]['opening_the_page']['server_cpu_ms_per_message']:.0f} ms"

@@ -64,7 +64,7 @@ def test_load_rows_put_the_browsers_cpu_beside_the_servers_and_read_older_result
 
     def page(server, browser, msgs=8):
         return {"server_cpu_ms_per_message": server / msgs, "messages": 8 * msgs, "server_cpu_ms": server,
-                "browser_cpu_ms": browser}
+                "browser_cpu_ms": browser, "net_server_cpu_ms_per_message": server - 10}
 
     pages = {k: page(s, b) | {"opening_the_page": page(40, 400)}
              for k, s, b in (("digits", 30, 230), ("text", 50, 300), ("mood", 120, 200))}
@@ -84,6 +84,8 @@ def test_load_rows_put_the_browsers_cpu_beside_the_servers_and_read_older_result
                                                                    "page": {"n": 0}}}]},
                   lambda what, value: rows.append((what, value)))
     table = dict(rows)
+    net = next(v for k, v in table.items() if k.startswith("the same, net of the server's own background"))
+    assert net == "20 ms / 40 ms / 110 ms / 5 ms" and "(0.65% of a core" in next(k for k in table if k.startswith("the same"))
     browser_row = next(v for k, v in table.items() if k.startswith("CPU ms per action, one visitor"))
     assert browser_row == ("stroke 230 / 30, typing a phrase 300 / 50, photo 200 / 120; "
                            "opening digits 400 / 40, text 400 / 40, mood 400 / 40")
@@ -119,3 +121,12 @@ def test_the_servers_script_runs_are_timed_in_this_streamlit(tmp_path):
         run(None, SimpleNamespace(fragment_id_queue=[]))
     rows = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert [r["fragment"] for r in rows] == [True, False] and all(r["ms"] >= 0 and r["cpu_ms"] >= 0 for r in rows)
+
+
+def test_cpu_per_message_net_of_the_servers_background():
+    from bench.load import per_message
+
+    # two samples: 60 ms of CPU for 2 messages over 1.5 s, 40 ms for 1 message over 1 s; background 2% of a core
+    got = per_message([(0.060, 2, 0.3, 1.5), (0.040, 1, 0.2, 1.0)], background=0.02)
+    assert got["server_cpu_ms_per_message"] == 33.3 and got["net_server_cpu_ms_per_message"] == 16.7
+    assert got["browser_cpu_ms"] == 250
