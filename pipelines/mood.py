@@ -557,7 +557,11 @@ def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
     array = np.frombuffer(data, np.uint8)
     if len(array) == 0:
         raise ValueError("the file is empty.")
-    image = cv2.imdecode(array, cv2.IMREAD_UNCHANGED)
+    # A JPEG (a phone's photo) is read upright, as its EXIF orientation says; other files as they are, with
+    # their see-through parts (IMREAD_UNCHANGED keeps alpha and ignores EXIF: a phone photo came out sideways,
+    # its face not found).
+    jpeg = data[:2] == b"\xff\xd8"
+    image = cv2.imdecode(array, cv2.IMREAD_COLOR if jpeg else cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError("the file is damaged or is not a photo (JPEG, PNG, WebP and BMP files work).")
     if image.shape[0] * image.shape[1] > max_pixels:
@@ -574,13 +578,26 @@ def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
 
 
 def find_faces(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Face boxes (x, y, w, h) in the photo's pixels, numbered as people read: left to right."""
+    """Face boxes (x, y, w, h) in the photo's pixels, numbered as people read: row by row, left to right."""
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
     scale = min(1.0, MAX_SIDE / max(gray.shape))
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
     boxes = detector().detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))
     boxes = drop_nested([tuple(int(round(v / scale)) for v in b) for b in boxes])
-    return sorted(boxes, key=lambda b: (b[0], b[1]))
+    return reading_order(boxes)
+
+
+def reading_order(boxes: list) -> list:
+    """Row by row, each left to right: a face is in a row when its centre is within half a face's height of the
+    row's first face's centre (a group photo in rows went down the columns: 1, 3, 5 on top and 2, 4, 6 below)."""
+    rows: list[list] = []
+    for b in sorted(boxes, key=lambda b: b[1] + b[3] / 2):
+        first = rows[-1][0] if rows else None
+        if first and abs((b[1] + b[3] / 2) - (first[1] + first[3] / 2)) <= max(first[3], b[3]) / 2:
+            rows[-1].append(b)
+        else:
+            rows.append([b])
+    return [b for row in rows for b in sorted(row, key=lambda b: b[0])]
 
 
 def drop_nested(boxes: list, inside: float = 0.5) -> list:
@@ -645,26 +662,38 @@ def annotate(rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
     """The photo with each face boxed and labelled on a filled tag, sized to the photo (readable
     on a phone screen as on a large photo)."""
     out = rgb.copy()
-    side = max(out.shape[:2])
-    thick = max(2, side // 250)
-    scale = max(0.5, side / 900)
+    # Sized to the photo's width: the page shows it at the column's width (a tall photo sized by its height had
+    # tags taller than its faces, cut off at its right edge).
+    thick = max(2, out.shape[1] // 250)
+    scale = max(0.5, out.shape[1] / 900)
     colour, ink = (255, 190, 0), (20, 20, 20)
     for i, f in enumerate(faces, 1):
         x, y, w, h = f.box
         cv2.rectangle(out, (x, y), (x + w, y + h), colour, thick)
-        label, size = f"{i}: {f.mood} {f.probs.max():.0%}", scale
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
-        if len(faces) > 1 and tw > w:  # over a neighbour's tag: smaller, down to 0.6, else the number alone
-            size = scale * max(0.6, w / tw)
-            (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
-            if tw > w:
-                label, size = str(i), scale
-                (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+        crowded = len(faces) > 1
+        label, size = tag_text(i, f, w if crowded else out.shape[1] - 4 * thick, scale, thick, crowded)
+        (tw, th), base = cv2.getTextSize(label, FONT, size, thick)
         pad = max(3, th // 3)
         left, top = tag_place(f.box, (tw + 2 * pad, th + base + 2 * pad), out.shape)
         cv2.rectangle(out, (left, top), (left + tw + 2 * pad, top + th + base + 2 * pad), colour, cv2.FILLED)
-        cv2.putText(out, label, (left + pad, top + pad + th), cv2.FONT_HERSHEY_SIMPLEX, size, ink, thick, cv2.LINE_AA)
+        cv2.putText(out, label, (left + pad, top + pad + th), FONT, size, ink, thick, cv2.LINE_AA)
     return out
+
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def tag_text(number: int, face, room: int, scale: float, thick: int, crowded: bool) -> tuple[str, float]:
+    """A face's tag and its font size: the whole reading, smaller where it is wider than `room` (the face's
+    width among several faces, down to 0.6 of the size, else the face's number alone; the photo's width for one)."""
+    label = f"{number}: {face.mood} {face.probs.max():.0%}"
+    width = cv2.getTextSize(label, FONT, scale, thick)[0][0]
+    if width <= room:
+        return label, scale
+    size = scale * max(0.6 if crowded else 0.2, room / width)
+    if not crowded or cv2.getTextSize(label, FONT, size, thick)[0][0] <= room:
+        return label, size
+    return str(number), scale
 
 
 def tag_place(box, tag: tuple, shape: tuple) -> tuple[int, int]:

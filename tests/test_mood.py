@@ -126,6 +126,25 @@ def test_a_faces_tag_stays_inside_the_photo():
     assert mood.tag_place((250, 0, 50, 200), (90, 20), shape) == (210, 0)  # neither: inside, moved in from the right
 
 
+def test_faces_in_rows_are_numbered_row_by_row():
+    """A group photo in two rows of three went down the columns (1, 3, 5 on top, 2, 4, 6 below)."""
+    top = [(x, 100 + dy, 80, 80) for x, dy in ((40, 6), (240, -4), (440, 0))]
+    bottom = [(x, 300 + dy, 90, 90) for x, dy in ((30, 0), (230, 10), (430, -8))]
+    shuffled = [bottom[2], top[1], bottom[0], top[2], top[0], bottom[1]]
+    assert mood.reading_order(shuffled) == top + bottom
+
+
+def test_a_tall_photos_tag_is_sized_to_its_width():
+    """A 400x6000 photo's tag was sized by its height: taller than the face, cut off at the photo's right edge."""
+    face = mood.Face(box=(100, 200, 200, 200), crop=None, probs=np.eye(7)[6])  # "neutral"
+    white = np.full((6000, 400, 3), 255, np.uint8)
+    drawn = mood.annotate(white, [face])
+    tagged = np.flatnonzero((drawn != 255).any(axis=(1, 2)))  # rows with anything drawn: the box and the tag
+    assert tagged.min() >= 200 - 40 and tagged.max() <= 400 + 40  # the tag sits just above or below the face
+    label, size = mood.tag_text(1, face, 400, 3.0, 2, crowded=False)  # a tag too wide for its photo shrinks
+    assert label.startswith("1: neutral") and size < 3.0
+
+
 def test_see_through_parts_of_a_png_are_white():
     rgba = np.zeros((20, 20, 4), np.uint8)
     rgba[:10, :, 3] = 255  # top half black and opaque, bottom half black and see-through
@@ -252,3 +271,20 @@ def test_catalog_encodings_and_separators(data):
     catalog = songs.load_catalog(data)
     assert catalog.title.tolist() == ["Café Society"] and catalog.artist.tolist() == ["Beyoncé"]
     assert catalog.valence.tolist() == [0.8] and catalog.energy.tolist() == [0.7]
+
+
+def test_a_phone_photo_is_read_upright_as_its_exif_orientation_says():
+    """Phones store a portrait photo sideways with an EXIF Orientation tag: it was read sideways, face not found."""
+    import io
+
+    from PIL import Image
+
+    upright = face_photo()
+    stored = Image.fromarray(np.ascontiguousarray(np.rot90(upright)))  # turned a quarter left, as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90 degrees clockwise to show"
+    buf = io.BytesIO()
+    stored.save(buf, "JPEG", exif=exif, quality=95)
+    rgb = mood.decode_image(buf.getvalue())
+    assert rgb.shape == upright.shape
+    assert len(mood.find_faces(rgb)) == 1
