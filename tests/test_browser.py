@@ -387,6 +387,31 @@ def test_tab_accepts_the_ghost_completion(text_tab):
     expect(box).to_be_focused()
 
 
+def test_tab_leaves_the_box_once_the_word_is_done_and_esc_dismisses_the_grey_text(text_tab):
+    """After a space the grey text always proposed a next word, so Tab took it and never left the box: a keyboard
+    user could not reach the chips, Generate or Append (4 of 4 Tabs in a walk)."""
+    page = text_tab.page
+    box = text_box(text_tab)
+    page.keyboard.type("the free spi", delay=60)
+    best = chips_for(text_tab, "the free spi").first.get_attribute("data-word")
+    page.keyboard.press("Tab")
+    expect(box).to_have_value(f"the free {best} ")
+    chips_for(text_tab, f"the free {best} ")
+    expect(page.locator(".ghost .hint")).to_have_text("")
+    page.keyboard.press("Tab")  # the word is done: Tab moves on
+    expect(box).not_to_be_focused()
+    expect(box).to_have_value(f"the free {best} ")
+    box.click()
+    page.keyboard.press("End")
+    page.keyboard.type("wi", delay=60)
+    chips_for(text_tab, f"the free {best} wi")
+    page.keyboard.press("Escape")  # no thanks: the grey text goes and Tab moves on
+    expect(page.locator(".ghost .hint")).to_have_text("")
+    page.keyboard.press("Tab")
+    expect(box).not_to_be_focused()
+    expect(box).to_have_value(f"the free {best} wi")
+
+
 def test_an_empty_box_offers_words_without_grey_text_over_its_placeholder(text_tab):
     text_box(text_tab)
     text_tab.page.locator(".chips.complete button").first.wait_for(timeout=60_000)  # "the", "of", ...

@@ -104,8 +104,11 @@ function setup(root, api) {
 
     const atEnd = ta.selectionStart === value.length && document.activeElement !== null;
     typed.textContent = value;
-    // No grey completion in an empty box: it would be drawn over the placeholder (the chips still offer it).
-    hint.textContent = atEnd && state.best && value ? matchCase(partial, state.best).slice(partial.length) : "";
+    // Grey text only for the word being typed: after a space it would always propose a next word, and Tab would
+    // never leave the box (the chips still offer next words). Not in an empty box either (over the placeholder),
+    // nor once Esc has dismissed it for this text.
+    const shown = atEnd && state.best && partial && value !== state.dismissed;
+    hint.textContent = shown ? matchCase(partial, state.best).slice(partial.length) : "";
     ghost.scrollTop = ta.scrollTop;
   };
 
@@ -128,6 +131,9 @@ function setup(root, api) {
     if (e.key === "Tab" && !e.shiftKey && hint.textContent && state.best) {
       e.preventDefault(); // only when there is a completion to take; otherwise Tab moves on
       replaceWord(state.best);
+    } else if (e.key === "Escape" && hint.textContent) {
+      state.dismissed = ta.value; // the grey text goes, and Tab moves on, until the text changes
+      render();
     }
   });
   ta.addEventListener("scroll", () => (ghost.scrollTop = ta.scrollTop));
