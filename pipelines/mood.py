@@ -563,7 +563,7 @@ def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
     jpeg = data[:2] == b"\xff\xd8"
     image = cv2.imdecode(array, cv2.IMREAD_COLOR if jpeg else cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise ValueError("the file is damaged or is not a photo (JPEG, PNG, WebP and BMP files work).")
+        raise ValueError("the file is damaged or is not a photo (JPEG, PNG, WebP, BMP and GIF files work).")
     if image.shape[0] * image.shape[1] > max_pixels:
         raise ValueError(f"it is too large ({image.shape[1]}x{image.shape[0]} pixels; "
                          f"up to {max_pixels // 1_000_000} million work).")

@@ -529,6 +529,28 @@ def test_an_uploaded_photo_and_catalogs(app_url, open_tab, tmp_path, size):
     tab.context.close()
 
 
+def test_a_gif_is_read_and_a_pdf_says_what_works_and_leaves_no_old_reading(app_url, open_tab, tmp_path):
+    """The box refused every type but five: a .gif (which OpenCV reads) or a .pdf only turned red, the reason in a
+    tooltip that a phone cannot show, and the last photo's reading stayed on the page."""
+    from PIL import Image
+
+    tab = open_tab(PHONE)
+    page = tab.page
+    upload_a_face(tab, app_url, tmp_path)
+    expect(page.get_by_text("face.jpg: 1 face(s) found")).to_be_visible(timeout=60_000)
+    Image.fromarray(face_photo()).save(tmp_path / "face.gif")
+    uploader = page.get_by_test_id("stFileUploaderDropzoneInput").first
+    uploader.set_input_files(tmp_path / "face.gif")
+    expect(page.get_by_text("face.gif: 1 face(s) found")).to_be_visible(timeout=60_000)
+    (tmp_path / "letter.pdf").write_bytes(b"%PDF-1.4 not a photo")
+    uploader.set_input_files(tmp_path / "letter.pdf")
+    expect(page.get_by_text("JPEG, PNG, WebP, BMP and GIF files work")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("face(s) found")).to_have_count(0)
+    tab.shot("mood-not-a-photo-phone")
+    assert tab.problems == []
+    tab.context.close()
+
+
 def test_a_result_goes_with_its_photo_when_the_source_changes(app_url, open_tab, tmp_path):
     """Upload, switch to the webcam and back: the uploader shows no file, so no result may stay
     (Streamlit's uploader, shown again, still sent its old file: the page read a photo no longer there)."""

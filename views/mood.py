@@ -51,7 +51,9 @@ n = st.session_state.get("mood-inputs", 0)
 if source == "Webcam":
     photo = st.camera_input("Take a snapshot", key=f"mood-camera-{n}")
 else:
-    photo = st.file_uploader("Upload a photo", type=["jpg", "jpeg", "png", "webp", "bmp"], key=f"mood-upload-{n}")
+    # Any type of file is taken, and one that is not a photo gets the page's message: a refused type only
+    # turned red in the box, its reason in a tooltip that a phone cannot show, the last photo's reading left.
+    photo = st.file_uploader("Upload a photo (JPEG, PNG, WebP, BMP or GIF)", key=f"mood-upload-{n}")
 if photo is None:
     st.info("Take a snapshot with your face in it. No camera, or the browser may not use it? Choose Upload above."
             if source == "Webcam" else "Upload a photo with a face in it.")
