@@ -658,6 +658,9 @@ def read_photo(predict_fn, rgb: np.ndarray) -> Reading:
     return Reading(annotate(rgb, faces), faces)
 
 
+FONT = cv2.FONT_HERSHEY_SIMPLEX  # the faces' tags
+
+
 def annotate(rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
     """The photo with each face boxed and labelled on a filled tag, sized to the photo (readable
     on a phone screen as on a large photo)."""
@@ -678,9 +681,6 @@ def annotate(rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
         cv2.rectangle(out, (left, top), (left + tw + 2 * pad, top + th + base + 2 * pad), colour, cv2.FILLED)
         cv2.putText(out, label, (left + pad, top + pad + th), FONT, size, ink, thick, cv2.LINE_AA)
     return out
-
-
-FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def tag_text(number: int, face, room: int, scale: float, thick: int, crowded: bool) -> tuple[str, float]:
