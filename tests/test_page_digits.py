@@ -3,6 +3,7 @@
 import sys
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from conftest import ROOT, canvas_result, canvas_with
 from streamlit.testing.v1 import AppTest
@@ -45,6 +46,14 @@ def test_injected_drawing_is_read(monkeypatch, real_models, number):
     at = run_page(monkeypatch, image=canvas_with(number))
     assert not at.exception
     assert at.metric[0].value == number
+
+
+def test_a_mark_that_is_not_a_digit_reads_as_a_question_mark_without_not_sure(monkeypatch, real_models):
+    block = np.zeros((280, 560, 4), np.uint8)
+    block[70:210, 220:340, 3] = 255  # a filled block
+    at = run_page(monkeypatch, image=block)
+    assert not at.exception and at.metric[0].value == "?"
+    assert at.metric[0].proto.delta == "" and "does not look like a digit" in at.warning[0].value
 
 
 def test_teach_it_opens_a_dialog_on_the_reading(monkeypatch, real_models):

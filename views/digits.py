@@ -134,7 +134,10 @@ def board() -> None:
             return
         outcomes = getattr(reading, "outcomes", None) or ["digit" if p.max() >= digits.CONFIDENT else "unsure"
                                                           for p in reading.probs]
-        st.metric("I read", reading.number, delta=None if reading.confident else "not sure", delta_color="off")
+        # "not sure" only for a digit it is unsure of: a mark that is not a digit is a "?" with its warning below
+        # (it read "↑ not sure" beside a dot).
+        st.metric("I read", reading.number, delta="not sure" if "unsure" in outcomes else None, delta_color="off",
+                  delta_arrow="off")
         if "not a digit" in outcomes:
             st.warning(f"{positions(outcomes, 'not a digit')} does not look like a digit to me (a letter, a "
                        "scribble?). Shown as “?”.")
