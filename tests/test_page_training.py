@@ -189,6 +189,8 @@ def test_compare_three_runs_overlays_three_and_diffs_only_what_differs():
     assert sorted(diff["setting"]) == ["batch_size", "learning_rate"]
     metrics = next(d.value for d in at.dataframe if "val_loss" in d.value.columns)
     assert len(metrics) == 3
+    same = next(c.value for c in at.caption if c.value.startswith("Same in all"))
+    assert "init_from=none" in same and "=," not in same  # an empty setting said, not left blank
 
 
 def test_delete_asks_first_and_refuses_the_active_models_source():

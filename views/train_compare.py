@@ -38,4 +38,4 @@ def compare(task: str, picked: tuple) -> None:
     else:
         st.caption("These runs used the same settings.")
     if data["same"]:
-        st.caption("Same in all: " + ", ".join(f"{k}={v}" for k, v in data["same"].items()))
+        st.caption("Same in all: " + ", ".join(f"{k}={'none' if v in ('', None) else v}" for k, v in data["same"].items()))
