@@ -597,6 +597,7 @@ async def main_async(args) -> dict:
                 print(json.dumps(results["sessions_memory"]), flush=True)
             niced.cancel()
             await browser.close()
+    SCRIPT_RUNS.unlink(missing_ok=True)  # read by each phase above; nothing to keep once they are written
     return results
 
 

@@ -41,12 +41,8 @@ def keep_text() -> None:
     (st.session_state.get("generated") or {}).pop("pending", None)  # the box has the appended text now
 
 
-def replace_text(new_text: str) -> None:
-    st.session_state.set_text = {"text": new_text, "nonce": uuid.uuid4().hex}
-
-
 def append_continuation(text: str, new_text: str) -> None:
-    replace_text(new_text)
+    st.session_state.set_text = {"text": new_text, "nonce": uuid.uuid4().hex}  # the box takes it from the server
     # "pending": the text of the click, until the box reports the new text
     st.session_state.generated.update(appended=new_text, pending=text)
 
