@@ -22,6 +22,7 @@ import json
 import math
 import re
 import threading
+import unicodedata
 from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -103,13 +104,26 @@ def build_words(text: str) -> list[str]:
     return sorted({w.strip("'") for w in re.findall(r"[^\W\d_']+(?:'[^\W\d_]+)*", text)} - {""})
 
 
-def encode(text: str, vocab: dict) -> tuple[np.ndarray, list[str]]:
-    """Ids of the characters the model knows, and the characters it dropped."""
+def stand_in(c: str, index: dict) -> str:
+    """What the model reads for a character it does not know: its letter without the accent
+    ("ü" -> "u", so "über" is read as "uber", not "ber"), or "" (left out) when there is none."""
+    base = "".join(b for b in unicodedata.normalize("NFKD", c) if not unicodedata.combining(b))
+    return base if base and base != c and all(b in index for b in base) else ""
+
+
+def encode(text: str, vocab: dict) -> tuple[np.ndarray, dict]:
+    """Ids of what the model reads, and the characters it does not know: {character: stand-in}
+    ("" for the ones left out)."""
     index = {c: i for i, c in enumerate(vocab["chars"])}
     text = normalize(text)
-    ids = [index[c] for c in text if c in index]
-    dropped = sorted({c for c in text if c not in index})
-    return np.array(ids, np.int32), dropped
+    unknown = {c: stand_in(c, index) for c in sorted(set(text) - index.keys())}
+    ids = [index[b] for c in text for b in (unknown[c] if c in unknown else c)]
+    return np.array(ids, np.int32), unknown
+
+
+def describe_unknown(unknown: dict) -> str:
+    """'ü' read as 'u', '😀' left out."""
+    return ", ".join(f"{c!r} read as {b!r}" if b else f"{c!r} left out" for c, b in unknown.items())
 
 
 def split(ids: np.ndarray, holdout: float):
@@ -437,9 +451,10 @@ def beam_words(lm, ids: np.ndarray, prefix: str = "", k: int = 3, beam: int = 8,
 @dataclass
 class Suggestions:
     completions: list  # (word, probability): finish the current word (or the next word after a space)
-    next_words: list  # (word, probability): the word after the best completion
+    next_words: list  # (word, probability): the word after `next_after`
+    next_after: str  # the likeliest word here, the typed one if it is already a word ("then"), or ""
     partial: str  # the part of the current word already typed
-    dropped: list  # characters the model does not know (left out)
+    unknown: dict  # characters the model does not know: {character: what it reads instead, "" if nothing}
 
 
 def likely_words(lm, ids: np.ndarray, prefix: str, k: int, words: Lexicon | None) -> list:
@@ -454,16 +469,19 @@ def likely_words(lm, ids: np.ndarray, prefix: str, k: int, words: Lexicon | None
 
 
 def suggest(lm, vocab: dict, text: str, k: int = 3) -> Suggestions:
-    ids, dropped = encode(text, vocab)
+    """Words that complete the one being typed, and the words after the likeliest. A typed word that is
+    already a word ("then") is not its own completion; when it is the likeliest, the next words follow it."""
+    ids, unknown = encode(text, vocab)
     clean = "".join(vocab["chars"][i] for i in ids)
     partial = trailing_word(clean)
     words = vocab.get("words")
-    completions = likely_words(lm, ids, partial, k, words)
-    next_words = []
-    if completions:  # the words after the best completion and a space
-        more, _ = encode(completions[0][0][len(partial):] + " ", vocab)
+    ranked = likely_words(lm, ids, partial, k + 1, words)
+    completions = [(w, p) for w, p in ranked if w != partial][:k]
+    next_after, next_words = (ranked[0][0] if ranked else ""), []
+    if next_after:
+        more, _ = encode(next_after[len(partial):] + " ", vocab)
         next_words = likely_words(lm, np.concatenate([ids, more]), "", k, words)
-    return Suggestions(completions, next_words, partial, dropped)
+    return Suggestions(completions, next_words, next_after, partial, unknown)
 
 
 def generate(lm, vocab: dict, text: str, n_words: int = 10, temperature: float = 0.7, seed=None) -> str:
@@ -483,7 +501,8 @@ def generate(lm, vocab: dict, text: str, n_words: int = 10, temperature: float =
                 break
         out.append(char)
         states, probs = lm.advance(states, np.array([0]), np.array([cid]))
-    return "".join(out)
+    # The books' lines are wrapped at ~70 characters: a single line break is a space, a blank line a paragraph.
+    return re.sub(r"(?<!\n)\n(?!\n)", " ", "".join(out))
 
 
 # ---------------------------------------------------------------- train / evaluate
@@ -767,7 +786,7 @@ def main(argv=None):
     if args.cmd == "complete":
         lm, vocab, _ = load(args.name)
         s = suggest(lm, vocab, args.prompt)
-        print(json.dumps({"completions": s.completions, "next_words": s.next_words, "dropped": s.dropped,
+        print(json.dumps({"completions": s.completions, "next_words": s.next_words, "unknown": s.unknown,
                           "generated": generate(lm, vocab, args.prompt, args.words, args.temperature)}, indent=1))
         return
     if args.cmd == "evaluate":

@@ -412,6 +412,22 @@ def test_tab_leaves_the_box_once_the_word_is_done_and_esc_dismisses_the_grey_tex
     expect(box).to_have_value(f"the free {best} wi")
 
 
+def test_a_typed_word_that_is_a_word_gets_no_grey_text_and_its_next_words(text_tab):
+    """"what then": the grey text proposed "ce" (thence, 0%), Tab made it "thence", and the row read
+    "Then (after 'thence')" with the words that follow "then"; a click on one wrote "thence" first."""
+    page = text_tab.page
+    box = text_box(text_tab)
+    page.keyboard.type("what then", delay=60)
+    chips_for(text_tab, "what then")
+    expect(page.locator(".ghost .hint")).to_have_text("")
+    expect(page.locator(".next-label")).to_have_text("Then (after “then”)")
+    following = page.locator(".chips.next button").first
+    word = following.get_attribute("data-word")
+    following.click()
+    expect(box).to_have_value(f"what then {word} ")
+    text_tab.shot("text-typed-word-next-words")
+
+
 def test_an_empty_box_offers_words_without_grey_text_over_its_placeholder(text_tab):
     text_box(text_tab)
     text_tab.page.locator(".chips.complete button").first.wait_for(timeout=60_000)  # "the", "of", ...

@@ -57,8 +57,9 @@ def test_a_long_paste_is_kept_and_said(tiny_text_model, monkeypatch):
 
 def test_unknown_characters_are_reported(tiny_text_model, monkeypatch):
     monkeypatch.setenv("MODELS_DIR", str(tiny_text_model[2]))
-    at = run_page("the cat \U0001F600 sat")
-    assert not at.exception and any("leaves them out" in c.value for c in at.caption)
+    at = run_page("the cat \U0001F600 s\u00e4t")
+    assert not at.exception
+    assert any("'\u00e4' read as 'a', '\U0001F600' left out" in c.value for c in at.caption)
 
 
 def test_a_continuation_belongs_to_its_text(tiny_text_model, monkeypatch):

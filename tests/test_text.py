@@ -58,9 +58,12 @@ def test_vocab_round_trip_and_unknown_characters(tmp_path):
     vocab = T.build_vocab(T.normalize(TINY))
     core.write_json(tmp_path / "v.json", vocab)
     assert core.read_json(tmp_path / "v.json") == vocab
-    ids, dropped = T.encode("The CAT\u2019s \u00e9t\u00e9 \U0001F600", vocab)
-    assert dropped == ["'", "\u00e9", "\U0001F600"]  # the curly quote became "'", unknown here
-    assert "".join(vocab["chars"][i] for i in ids) == "the cats t "
+    ids, unknown = T.encode("The CAT\u2019s \u00e9t\u00e9 \U0001F600", vocab)
+    # The curly quote became "'", unknown here; an accented letter is read as its letter ("été" as "ete",
+    # not "t"), what has no letter is left out.
+    assert unknown == {"'": "", "\u00e9": "e", "\U0001F600": ""}
+    assert "".join(vocab["chars"][i] for i in ids) == "the cats ete "
+    assert T.describe_unknown(unknown) == "\"'\" left out, '\u00e9' read as 'e', '\U0001F600' left out"
 
 
 def test_trailing_word():
@@ -138,13 +141,67 @@ def test_a_key_typed_reads_one_character_on_and_reads_as_a_fresh_model(tiny_text
     assert len(read) == before
 
 
+class ScriptLM:
+    """A model that can only say one text: its next character is certain."""
+
+    chars = ["\n", " ", "a", "b"]
+    script = "ab\nab ab\n\nab ab\nb "
+
+    def _probs(self, n):
+        return np.eye(len(self.chars))[self.chars.index(self.script[n % len(self.script)])]
+
+    def start(self, ids):
+        return [0], self._probs(0)[None]
+
+    def advance(self, states, rows, ids):
+        states = [states[r] + 1 for r in rows]
+        return states, np.stack([self._probs(n) for n in states])
+
+
+class TypedWordLM(WordLM):
+    """After "ab" the likeliest is that the word ends; "abc" is rare, "abd" almost never."""
+
+    chars = [" ", "a", "b", "c", "d"]
+    words = {"ab": 0.9, "abc": 0.096, "abd": 0.004}
+
+    def _probs(self, text):
+        word = text.split(" ")[-1]
+        p = np.zeros(len(self.chars))
+        for w, v in self.words.items():
+            if w.startswith(word):
+                p[self.chars.index(w[len(word)] if len(w) > len(word) else " ")] += v
+        return p / p.sum()
+
+    def start(self, ids):
+        text = "".join(self.chars[i] for i in ids)
+        return [text], self._probs(text)[None]
+
+
+def test_a_typed_word_is_not_its_own_completion_and_the_next_words_follow_it():
+    lm = TypedWordLM()
+    vocab = {"chars": lm.chars, "words": T.Lexicon(lm.words)}
+    s = T.suggest(lm, vocab, "ab")
+    # The next words follow "ab", the word most likely typed (they followed "abc", and the page said
+    # "Then (after 'abc')" while a click on one wrote it after "ab").
+    assert [w for w, _ in s.completions] == ["abc", "abd"] and s.next_after == "ab"
+    assert [w for w, _ in s.next_words] == ["ab", "abc", "abd"]
+
+
+def test_a_continuation_has_no_hard_line_breaks_but_keeps_paragraphs():
+    # The books wrap lines at ~70 characters; a continuation shown in the page's box is not wrapped there.
+    vocab = {"chars": ScriptLM.chars}
+    assert T.generate(ScriptLM(), vocab, "", n_words=6, seed=0) == "ab ab ab\n\nab ab b"
+
+
 @pytest.mark.parametrize("prompt", ["", "a", "the cat sat on the m" * 50, "\U0001F600\U0001F600"])
 def test_suggest_handles_any_prompt(tiny_text_model, monkeypatch, prompt):
     _, _, models = tiny_text_model
     monkeypatch.setenv("MODELS_DIR", str(models))
     lm, vocab, _ = T.load()
     s = T.suggest(lm, vocab, prompt)
-    assert 1 <= len(s.completions) <= 3 and all(0 < p <= 1 for _, p in s.completions)
+    # Some completions, or the typed word is a word and the likeliest ("a"), and the next words follow it.
+    assert 1 <= len(s.completions) <= 3 or s.next_after == s.partial != ""
+    assert all(0 < p <= 1 for _, p in s.completions + s.next_words)
     assert all(w.startswith(s.partial) for w, _ in s.completions)
     assert all(w in vocab["words"] for w, _ in s.completions + s.next_words)
     out = T.generate(lm, vocab, prompt, n_words=4, temperature=0.5, seed=0)

@@ -56,15 +56,15 @@ def writer() -> None:
     else:  # back on the page: Streamlit dropped the box's state when the person left, the page kept the text
         state, text = {}, st.session_state.get(KEPT, "")
     s = textlm.suggest(lm, vocab, text)
-    suggestions = {"for_text": text, "completions": s.completions, "next_words": s.next_words}
+    suggestions = {"for_text": text, "completions": s.completions, "next_words": s.next_words,
+                   "next_after": s.next_after}
     typeahead("typed", text, suggestions, MAX_CHARS, "Start typing, e.g. 'the free spirit'",
               st.session_state.get("set_text"), on_text_change=keep_text)
     if state.get("cut"):
         st.warning(f"Your text was longer than {MAX_CHARS:,} characters: the box keeps the last {MAX_CHARS:,} "
                    f"({state['cut']:,} cut from the start).")
-    if s.dropped:
-        st.caption("The model does not know these characters and leaves them out of its reading: "
-                   + " ".join(repr(c) for c in s.dropped))
+    if s.unknown:
+        st.caption("The model does not know these characters: " + textlm.describe_unknown(s.unknown) + ".")
 
     st.subheader("Generate")
     left, right = st.columns(2)

@@ -69,7 +69,7 @@ function setup(root, api) {
     b.append(word);
     const s = document.createElement("span");
     s.className = "p";
-    s.textContent = `${Math.round(p * 100)}%`;
+    s.textContent = p < 0.005 ? "<1%" : `${Math.round(p * 100)}%`;
     b.append(s);
     b.addEventListener("mousedown", (e) => e.preventDefault()); // keep the caret in the box
     b.addEventListener("click", (e) => {
@@ -93,21 +93,26 @@ function setup(root, api) {
     const sameWord = extra !== null && (extra === "" || (/^\p{L}+$/u.test(extra) && partial.length > extra.length));
     const lower = partial.toLowerCase();
     const completions = sameWord ? (s.completions || []).filter(([w]) => w.startsWith(lower) && w !== lower) : [];
-    const next = sameWord && extra === "" ? s.next_words || [] : [];
+    // The words after the likeliest word here: the typed one itself when it is already a word ("then").
+    const after = sameWord && extra === "" ? s.next_after || "" : "";
+    const next = after ? s.next_words || [] : [];
     state.best = completions.length ? completions[0][0] : null;
 
     completeLabel.textContent = partial ? `Complete “${partial}”` : "Next word";
     completeRow.replaceChildren(...completions.map(([w, p]) => chip(matchCase(partial, w), p, () => replaceWord(w))));
-    nextLabel.textContent = state.best ? `Then (after “${matchCase(partial, state.best)}”)` : "";
-    nextRow.replaceChildren(...(state.best ? next : []).map(([w, p]) => chip(w, p, () => replaceWord(state.best, w))));
+    nextLabel.textContent = next.length ? `Then (after “${matchCase(partial, after)}”)` : "";
+    nextRow.replaceChildren(...next.map(([w, p]) => chip(w, p, () => replaceWord(after, w))));
     root.dataset.for = completions.length ? value : "";
 
     const atEnd = ta.selectionStart === value.length && document.activeElement !== null;
     typed.textContent = value;
     // Grey text only for the word being typed: after a space it would always propose a next word, and Tab would
     // never leave the box (the chips still offer next words). Not in an empty box either (over the placeholder),
-    // nor once Esc has dismissed it for this text.
-    const shown = atEnd && state.best && partial && value !== state.dismissed;
+    // nor once Esc has dismissed it for this text, nor when the word typed is already the likeliest word
+    // ("then": Tab would make it "thence"; while typing ahead of the suggestions, as far as they can tell).
+    const ahead = sameWord ? (s.completions || []).find(([w]) => w.startsWith(lower)) : undefined;
+    const typedIsBest = after ? after === lower : ahead !== undefined && ahead[0] === lower;
+    const shown = atEnd && state.best && partial && !typedIsBest && value !== state.dismissed;
     hint.textContent = shown ? matchCase(partial, state.best).slice(partial.length) : "";
     ghost.scrollTop = ta.scrollTop;
   };
