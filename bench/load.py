@@ -94,9 +94,9 @@ SHOWN = {
     "text": "() => window.__lt.shadow(`.ta[data-for=\"${window.__lt.prompt}\"]`)",
     # The reading and the photo with its boxes, loaded (a visitor who left before the photo arrived would make
     # the server drop it mid-request: a 404 that no person, who looks at the photo first, would cause).
-    "mood": "() => [...document.querySelectorAll('[data-testid=stImage]')].some(e => "
-            "e.textContent.includes('face(s) found') && [...e.querySelectorAll('img')]"
-            ".some(i => i.complete && i.naturalWidth > 0))",
+    "mood": "() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')].some(e => "
+            "e.textContent.includes('face(s) found')) && [...document.querySelectorAll('[data-testid=stImage] img')]"
+            ".every(i => i.complete && i.naturalWidth > 0)",
 }
 
 

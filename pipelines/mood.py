@@ -658,6 +658,26 @@ def read_photo(predict_fn, rgb: np.ndarray) -> Reading:
     return Reading(annotate(rgb, faces), faces)
 
 
+def shown_width(height: int, width: int, max_height: int = 900, min_width: int = 200, upscale_to: int = 320) -> int:
+    """The width in CSS pixels to show a photo at (the column caps it too). A small photo is shown larger,
+    up to 4x, not blown up to the column (a 1x1 photo filled it); a tall photo is held to a screen's
+    height unless that makes it narrower than `min_width` (a 400x6000 photo ran 5,000 px down a phone)."""
+    shown = min(4 * width, max(width, upscale_to))
+    shown = min(shown, max(width * max_height / height, min_width))
+    return max(1, round(shown))
+
+
+def for_screen(rgb: np.ndarray) -> np.ndarray:
+    """The photo resized to `shown_width`, for the page to show at its own size (capped by the column): a
+    phone's 4000x3000 photo is not sent to the browser whole, and a small photo is enlarged, pixels kept sharp."""
+    h, w = rgb.shape[:2]
+    width = shown_width(h, w)
+    if width == w:
+        return rgb
+    size = (width, max(1, round(h * width / w)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if width < w else cv2.INTER_NEAREST)
+
+
 FONT = cv2.FONT_HERSHEY_SIMPLEX  # the faces' tags
 
 

@@ -5,11 +5,14 @@ typing as a person types, strokes near the edges, double clicks. Screenshots go 
 import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from browser import DESKTOP, NAV, PHONE, chromium, songs_table, streamlit_server, wait_for_app
 from conftest import REAL_MODELS, face_photo, jpeg, synthetic_mnist
 from playwright.sync_api import expect
+
+from bench import load
 
 pytestmark = pytest.mark.browser
 PAGES = ["", "digits", "text", "mood", "training"]
@@ -518,6 +521,29 @@ def upload_a_face(tab, app_url, tmp_path) -> Path:
     return tmp_path / "face.jpg"
 
 
+def test_a_tall_or_tiny_photo_is_shown_at_a_size_for_a_phone(app_url, open_tab, tmp_path):
+    """A 400x2000 photo was drawn at the column's width, 1,800 px down a phone; a 1x1 photo filled the column."""
+    tab = open_tab(PHONE)
+    page = tab.page
+    page.goto(f"{app_url}/mood")
+    page_ready(tab, "mood")
+    page.get_by_text("Upload", exact=True).click()
+    drop = page.get_by_test_id("stFileUploaderDropzoneInput").first
+    sizes = {}
+    for name, shape in {"tall.png": (2000, 400, 3), "dot.png": (1, 1, 3)}.items():
+        cv2.imwrite(str(tmp_path / name), np.full(shape, 200, np.uint8))
+        drop.set_input_files(tmp_path / name)
+        expect(page.get_by_text(f"{name}: 0 face(s) found")).to_be_visible(timeout=60_000)
+        img = page.get_by_test_id("stImage").locator("img").first
+        img.evaluate("im => im.decode()")  # loaded and laid out
+        sizes[name] = img.bounding_box()
+        tab.shot(f"mood-{name[:-4]}-phone")
+    assert sizes["tall.png"]["height"] <= 1001 and sizes["tall.png"]["width"] >= 200
+    assert sizes["dot.png"]["width"] <= 4
+    assert tab.problems == []
+    tab.context.close()
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_an_uploaded_photo_and_catalogs(app_url, open_tab, tmp_path, size):
     tab = open_tab(SIZES[size])
@@ -527,6 +553,9 @@ def test_an_uploaded_photo_and_catalogs(app_url, open_tab, tmp_path, size):
     expect(songs_table(page)).to_be_visible()
     tab.shot(f"mood-upload-{size}")
     assert tab.sideways_scroll() <= 0
+    photo = page.get_by_test_id("stImage").locator("img").first.bounding_box()
+    assert photo["x"] >= 0 and photo["x"] + photo["width"] <= SIZES[size]["width"]  # the whole photo is in view
+    assert page.evaluate(load.SHOWN["mood"])  # the load test sees this result as a visitor does
 
     catalogs = page.get_by_test_id("stFileUploaderDropzoneInput").nth(1)
     header = "title;artist;year;genre;valence;energy;tags\n"

@@ -145,6 +145,19 @@ def test_a_tall_photos_tag_is_sized_to_its_width():
     assert label.startswith("1: neutral") and size < 3.0
 
 
+@pytest.mark.parametrize("shape, width", [
+    ((1, 1), 4),  # a 1x1 photo filled the column
+    ((48, 48), 192),  # a small face photo, shown at 4x
+    ((480, 640), 640),  # a common photo: its own width (the column caps it)
+    ((4000, 3000), 675),  # a phone's portrait photo: a screen high
+    ((6000, 400), 200),  # a very tall one: not narrower than 200 px (it was shown 5,000+ px high on a phone)
+])
+def test_a_photo_is_shown_at_a_size_that_fits_a_screen(shape, width):
+    assert mood.shown_width(*shape) == width
+    shown = mood.for_screen(np.zeros((*shape, 3), np.uint8))
+    assert shown.shape[1] == width and abs(shown.shape[0] - shape[0] * width / shape[1]) <= 1
+
+
 def test_see_through_parts_of_a_png_are_white():
     rgba = np.zeros((20, 20, 4), np.uint8)
     rgba[:10, :, 3] = 255  # top half black and opaque, bottom half black and see-through

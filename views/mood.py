@@ -72,7 +72,10 @@ left, right = st.columns([3, 2])
 # The file's name: a larger file that the uploader refuses (it says why only on hover) leaves this result
 # on screen, and the name says which photo it belongs to.
 named = f"{photo.name}: " if source == "Upload" else ""
-left.image(reading.image, caption=f"{named}{len(reading.faces)} face(s) found", width="stretch")
+# At its own size, capped by the column (see mood.for_screen); the caption apart, since under the photo it set the
+# photo's width (a 1x1 photo filled the caption's width).
+left.image(mood.for_screen(reading.image), width="content")
+left.caption(f"{named}{len(reading.faces)} face(s) found")
 if not reading.faces:
     right.warning("No face found. " + ("Face the camera in good light." if source == "Webcam" else
                                        "Try a photo where a face is larger, seen from the front, in good light."))
