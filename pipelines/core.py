@@ -19,7 +19,9 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,6 +53,30 @@ class ModelUnavailable(RuntimeError):
 
 class DataUnavailable(RuntimeError):
     """Training data is missing; the message says what to put where."""
+
+
+# ---------------------------------------------------------------- memory
+
+
+class Memo:
+    """A bounded map shared by the server's sessions (threads) that forgets the least recently used."""
+
+    def __init__(self, size: int):
+        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key, value):
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
 
 
 # ---------------------------------------------------------------- atomic files

@@ -21,9 +21,8 @@ import argparse
 import json
 import math
 import re
-import threading
 import unicodedata
-from collections import Counter, OrderedDict, defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -226,27 +225,6 @@ def ensemble(models: list, vocab_size: int):
     return model
 
 
-class Memo:
-    """A bounded map shared by the server's sessions (threads) that forgets the least recently used."""
-
-    def __init__(self, size: int):
-        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key, value):
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
-
-
 def reading_start(n: int, window: int) -> int:
     """Where the model starts reading a text of `n` characters: `window` to 2 x `window` - 1 characters
     back, at a multiple of `window`. The start stays put while a person types on, so each key reads
@@ -290,7 +268,7 @@ class KerasLM:
             # The embedding, the input weights and the bias folded into one table: a character's input to the gates.
             self.nets.append((embed.get_weights()[0] @ kernel + bias, recurrent, head_kernel, head_bias))
         self._zeros = np.zeros((1, sum(recurrent.shape[0] for _, recurrent, _, _ in self.nets)), np.float32)
-        self.memo = Memo(1024)  # prompt readings (~8 KB each for two 512-unit networks) and word lists
+        self.memo = core.Memo(1024)  # prompt readings (~8 KB each for two 512-unit networks) and word lists
 
     def _step(self, ids: np.ndarray, h: np.ndarray, c: np.ndarray):
         """One character for each row: Keras' LSTM cell (gates i, f, g, o), then the head's softmax."""

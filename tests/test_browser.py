@@ -311,6 +311,44 @@ def test_leaving_a_page_mid_work_breaks_nothing_and_keeps_the_work(app_url, open
     tab.context.close()
 
 
+@pytest.mark.parametrize("size", SIZES)
+def test_a_reload_keeps_the_drawing_and_the_pen(app_url, open_tab, size):
+    """F5 on the Digits page lost the drawing (a reload starts a new session; the canvas keeps nothing in the
+    browser). The tab keeps an id in its sessionStorage, and the server the tab's drawing under it."""
+    tab = open_tab(SIZES[size])
+    page = tab.page
+    page.goto(f"{app_url}/digits")
+    page_ready(tab, "digits")
+    canvas = page.locator("canvas.upper-canvas")
+    canvas.wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)  # the canvas is sized once its column is measured
+    box = canvas.bounding_box()
+    x = box["x"] + box["width"] * 0.3
+    stroke(tab, [(x, box["y"] + 0.15 * box["height"] + i * 0.07 * box["height"]) for i in range(11)])
+    expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)
+    pen = page.get_by_role("slider").first
+    picked = str(min(40, int(pen.input_value()) + 3))
+    pen.focus()
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    expect(pen).to_have_value(picked)
+    wait_for_app(page)
+    page.reload()
+    expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)  # the drawing is back
+    expect(page.get_by_role("slider").first).to_have_value(picked)  # and the pen's width
+    drawn_again = ink_is(page, True)
+    tab.shot(f"digits-kept-after-reload-{size}")
+    assert drawn_again
+    other = tab.context.new_page()  # another tab of the same browser starts empty
+    other.goto(f"{app_url}/digits")
+    expect(other.get_by_text("Draw a digit")).to_be_visible(timeout=60_000)
+    other.wait_for_timeout(2000)  # its tab's id has reached the server by then
+    expect(other.get_by_test_id("stMetricValue")).to_have_count(0)
+    other.close()
+    assert tab.problems == []
+    tab.context.close()
+
+
 # ---------------------------------------------------------------- text
 
 

@@ -4,6 +4,7 @@
   can be sized to fit at every screen width (a canvas has a fixed pixel size).
 - `canvas_toolbar_above`: moves streamlit-drawable-canvas's hover-only toolbar off the drawing area,
   where it swallows strokes that start in the top-right corner (a finger cannot hover).
+- `tab_id`: an id of the browser tab that survives a reload (F5), so the server can give back a drawing.
 - `typeahead`: a text box that reports the text as it is typed (debounced), shows the best
   completion as ghost text that Tab accepts, and suggestion chips that act on the text on
   screen *now* (never on a suffix computed for older text), keeping the typed case.
@@ -29,6 +30,11 @@ _canvas_toolbar = st.components.v2.component(
     js=(HERE / "canvas_toolbar.js").read_text(encoding="utf-8"),
 )
 
+_tab_id = st.components.v2.component(
+    "neural_playground.tab_id",
+    js=(HERE / "tab_id.js").read_text(encoding="utf-8"),
+)
+
 _typeahead = st.components.v2.component(
     "neural_playground.typeahead",
     html=(HERE / "typeahead.html").read_text(encoding="utf-8"),
@@ -51,6 +57,14 @@ def column_width(key: str) -> int | None:
 def canvas_toolbar_above() -> None:
     """Moves the drawing canvas's hover-only toolbar out of the drawing area (see canvas_toolbar.js)."""
     _canvas_toolbar(key="canvas-toolbar-above", height=0)
+
+
+def tab_id(key: str) -> str | None:
+    """This browser tab's id (kept in its sessionStorage: the same after a reload), or None on the very first
+    run (not reported yet) and where the browser keeps no storage."""
+    result = _tab_id(key=key, default={"id": None}, on_id_change=_ignore, height=0)
+    found = result.get("id") if hasattr(result, "get") else getattr(result, "id", None)
+    return str(found) if found else None
 
 
 def typeahead(key: str, text: str, suggestions: dict, max_chars: int, placeholder: str = "",

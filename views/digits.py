@@ -6,7 +6,7 @@ from streamlit_drawable_canvas import st_canvas
 
 from pipelines import core, digits
 from views.common import require_model
-from views.components import canvas_toolbar_above, column_width
+from views.components import canvas_toolbar_above, column_width, tab_id
 
 MAX_CANVAS = 560  # CSS px; narrower columns (phones, a narrow window) get a canvas that fits them
 
@@ -19,7 +19,33 @@ st.session_state.setdefault("canvas_cleared", 0)
 KEY, KEPT, START, WIDTH, STALE = "canvas", "canvas-kept", "canvas-start", "canvas-width-last", "canvas-stale"
 PEN, PEN_WIDGET = "pen-width", "pen-width-slider"  # the stroke width picked (kept across pages), its slider
 DRAWN_AT = "canvas-drawn-width"  # the width the canvas was last given
+TAB = "browser-tab"  # this browser tab's id: a reload (F5) starts a new session, the tab keeps its id
 st.session_state.setdefault(START, None)
+
+
+@st.cache_resource
+def drawings() -> core.Memo:
+    """The latest drawing and pen width of each browser tab, for the tab to have them back after a reload:
+    a reload starts a new session, and the canvas keeps nothing in the browser. Bounded: the oldest go."""
+    return core.Memo(256)
+
+
+def remember() -> None:
+    if tab := st.session_state.get(TAB):
+        drawings().put(tab, {"kept": st.session_state.get(KEPT), "pen": st.session_state.get(PEN)})
+
+
+def restore(tab: str) -> bool:
+    """Once per session, when the tab's id arrives: the tab's drawing and pen width from before a reload."""
+    first = st.session_state.get(TAB) is None
+    st.session_state[TAB] = tab
+    saved = drawings().get(tab) if first and not st.session_state.get(KEPT) else None
+    if not saved:
+        return False
+    st.session_state[KEPT] = saved["kept"]
+    if saved["pen"] is not None:
+        st.session_state[PEN] = st.session_state[PEN_WIDGET] = saved["pen"]
+    return saved["kept"] is not None
 
 
 def sent(key: str) -> dict:
@@ -36,10 +62,12 @@ def keep_drawing(key: str) -> None:
     png = digits.png_from_data_url(drawing["data"])
     if png != (st.session_state.get(KEPT) or {}).get("png"):  # a new drawing: the canvas's width it was drawn at
         st.session_state[KEPT] = {"raw": drawing.get("raw"), "png": png, "width": st.session_state.get(DRAWN_AT)}
+        remember()
 
 
 def pick_pen() -> None:
     st.session_state[PEN] = st.session_state[PEN_WIDGET]
+    remember()
     start_from_kept(st.session_state.get(DRAWN_AT))
 
 
@@ -51,7 +79,11 @@ def start_from_kept(width: int | None) -> None:
     of the last Clear, and the person's digits vanished. A canvas that is kept loads the same strokes again
     (its undo history starts over)."""
     keep_drawing(KEY)
-    kept, start = st.session_state.get(KEPT), st.session_state.get(START)
+    start_from(st.session_state.get(KEPT), width)
+
+
+def start_from(kept: dict | None, width: int | None) -> None:
+    start = st.session_state.get(START)
     if not kept:
         return
     at = kept.get("width") or width
@@ -93,12 +125,16 @@ def board() -> None:
     """The canvas and its reading: a stroke reruns only this part."""
     left, right = st.columns([3, 2])
     with left:
+        tab = tab_id("tab-id")
+        restored = bool(tab) and restore(tab)
         measured = column_width("canvas-width")
         if measured:  # kept: back on this page the canvas starts at its width instead of 320 px, then jumping
             st.session_state[WIDTH] = measured
         width = min(MAX_CANVAS, measured or st.session_state.get(WIDTH) or 320)
         if st.session_state.get(DRAWN_AT, width) != width:  # resized: the strokes with it, see start_from_kept
             start_from_kept(width)
+        if restored:  # the drawing from before the reload, at this canvas's width
+            start_from(st.session_state[KEPT], width)
         st.session_state[DRAWN_AT] = width
         if st.session_state.get(PEN) is None:  # follows the canvas's size until the person picks a width
             st.session_state[PEN_WIDGET] = max(6, round(18 * width / MAX_CANVAS))
@@ -163,6 +199,7 @@ def clear(key: str) -> None:
     st.session_state.canvas_cleared += 1
     st.session_state[START] = {"raw": {"objects": [], "cleared": st.session_state.canvas_cleared}}
     st.session_state[KEPT] = None
+    remember()
     st.session_state[STALE] = sent(key).get("data")  # the last drawing, until the canvas reports the empty one
 
 
