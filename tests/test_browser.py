@@ -510,6 +510,37 @@ def test_generate_right_after_typing_then_append_and_type_on(text_tab):
     text_tab.shot("text-continuation-withdrawn")
 
 
+def tab_to(page, name: str, most: int = 30) -> None:
+    """Press Tab, as a keyboard user does, until the button `name` has the focus."""
+    for _ in range(most):
+        page.keyboard.press("Tab")
+        focused = page.evaluate("() => document.activeElement && document.activeElement.tagName === 'BUTTON'"
+                                " ? document.activeElement.innerText : ''")
+        if name in focused:
+            return
+    raise AssertionError(f"{name!r} not reached with {most} Tabs")
+
+
+def test_append_by_keyboard_leaves_the_focus_in_the_text_box(text_tab):
+    """Append by keyboard greyed the button, so the focus went to the top of the page: the next key went nowhere
+    and the next Tab started over from the page's first link."""
+    page = text_tab.page
+    box = text_box(text_tab)
+    page.keyboard.type("the free spirit ", delay=60)
+    chips_for(text_tab, "the free spirit ")
+    tab_to(page, "Generate a continuation")
+    page.keyboard.press("Enter")
+    continuation = page.get_by_test_id("stTextArea").locator("textarea")
+    expect(continuation).not_to_be_empty(timeout=60_000)
+    added = continuation.input_value()
+    tab_to(page, "Append it to my text")
+    page.keyboard.press("Enter")
+    expect(box).to_have_value("the free spirit " + added, timeout=60_000)
+    expect(box).to_be_focused()
+    page.keyboard.type(" on", delay=60)
+    expect(box).to_have_value("the free spirit " + added + " on")
+
+
 def test_a_double_tap_on_append_adds_the_continuation_once_and_moves_nothing(app_url, open_tab):
     """On a phone the panel under "Append it to my text" folded up once the text was appended, so the second tap of
     a double tap landed on what moved under the finger (the Words slider, 1 of 4 double taps in a walk)."""

@@ -17,6 +17,13 @@ function matchCase(typed, word) {
   return word;
 }
 
+// How the person last acted, keyboard or pointer (once per page: components mount more than once).
+if (!window.__taLastInput) {
+  window.__taLastInput = "pointer";
+  document.addEventListener("keydown", () => (window.__taLastInput = "key"), true);
+  document.addEventListener("pointerdown", () => (window.__taLastInput = "pointer"), true);
+}
+
 function setup(root, api) {
   const ta = root.querySelector("textarea");
   const typed = root.querySelector(".ghost .typed");
@@ -160,6 +167,12 @@ function setup(root, api) {
       state.nonce = set.nonce;
       ta.value = set.text ?? ta.value;
       report();
+      if (window.__taLastInput === "key") {
+        // Appended by keyboard: the button greys, and the focus would go to the top of the page. The writing
+        // goes on here. (Not after a tap: on a phone it would open the keyboard over the page.)
+        ta.focus();
+        ta.setSelectionRange(ta.value.length, ta.value.length);
+      }
     }
     render();
   };
