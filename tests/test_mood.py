@@ -184,6 +184,13 @@ def test_decode_rejects_corrupt_and_huge_files():
     assert mood.decode_image(jpeg(face_photo())).shape == (600, 512, 3)
 
 
+def test_a_very_large_phone_photo_is_read_smaller_not_refused():
+    # 10,240 px long (a 200 MP phone photo is 16,320): read at 1/4, still twice the size faces are found at.
+    big = jpeg(np.full((480, 10_240, 3), 90, np.uint8))
+    assert mood.decode_image(big, max_pixels=1_000_000).shape == (120, 2560, 3)
+    assert mood.decode_image(jpeg(np.zeros((480, 5000, 3), np.uint8))).shape == (480, 5000, 3)  # not large
+
+
 def test_the_command_line_says_why_a_photo_cannot_be_read(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
     with pytest.raises(SystemExit, match="Could not read .*broken.jpg: the file is damaged"):
