@@ -262,6 +262,26 @@ def go_to(tab, title: str) -> None:
     tab.page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
 
 
+def draw_a_one_and_widen_the_pen(tab) -> str:
+    """Draw a "1", wait for its reading, then widen the pen by 4 with the arrow keys; the width picked."""
+    page = tab.page
+    canvas = page.locator("canvas.upper-canvas")
+    canvas.wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)  # the canvas is sized once its column is measured
+    box = canvas.bounding_box()
+    x = box["x"] + box["width"] * 0.3
+    stroke(tab, [(x, box["y"] + 0.15 * box["height"] + i * 0.07 * box["height"]) for i in range(11)])
+    expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)
+    pen = page.get_by_role("slider").first
+    picked = str(min(40, int(pen.input_value()) + 4))
+    pen.focus()
+    for _ in range(4):
+        page.keyboard.press("ArrowRight")
+    expect(pen).to_have_value(picked)
+    wait_for_app(page)
+    return picked
+
+
 def test_leaving_a_page_mid_work_breaks_nothing_and_keeps_the_work(app_url, open_tab):
     """Type and click another page at once (the last keys reach the server after the click), draw and
     leave: the next page draws whole, and coming back shows the text and the drawing with its reading."""
@@ -284,20 +304,7 @@ def test_leaving_a_page_mid_work_breaks_nothing_and_keeps_the_work(app_url, open
     expect(tab.page.locator("textarea[aria-label='Your text']")).to_have_value("the free spi x xx", timeout=60_000)
 
     go_to(tab, "Digits")
-    canvas = page.locator("canvas.upper-canvas")
-    canvas.wait_for(timeout=60_000)
-    page.wait_for_timeout(1000)  # the canvas is sized once its column is measured
-    box = canvas.bounding_box()
-    x = box["x"] + box["width"] * 0.3
-    stroke(tab, [(x, box["y"] + 0.15 * box["height"] + i * 0.07 * box["height"]) for i in range(11)])
-    expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)
-    pen = page.get_by_role("slider").first
-    picked = str(min(40, int(pen.input_value()) + 4))
-    pen.focus()
-    for _ in range(4):
-        page.keyboard.press("ArrowRight")
-    expect(pen).to_have_value(picked)
-    wait_for_app(page)
+    picked = draw_a_one_and_widen_the_pen(tab)
     go_to(tab, "Home")
     expect(page.get_by_text("Small neural networks")).to_be_visible(timeout=60_000)
     wait_for_app(page)
@@ -319,20 +326,7 @@ def test_a_reload_keeps_the_drawing_and_the_pen(app_url, open_tab, size):
     page = tab.page
     page.goto(f"{app_url}/digits")
     page_ready(tab, "digits")
-    canvas = page.locator("canvas.upper-canvas")
-    canvas.wait_for(timeout=60_000)
-    page.wait_for_timeout(1000)  # the canvas is sized once its column is measured
-    box = canvas.bounding_box()
-    x = box["x"] + box["width"] * 0.3
-    stroke(tab, [(x, box["y"] + 0.15 * box["height"] + i * 0.07 * box["height"]) for i in range(11)])
-    expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)
-    pen = page.get_by_role("slider").first
-    picked = str(min(40, int(pen.input_value()) + 3))
-    pen.focus()
-    for _ in range(3):
-        page.keyboard.press("ArrowRight")
-    expect(pen).to_have_value(picked)
-    wait_for_app(page)
+    picked = draw_a_one_and_widen_the_pen(tab)
     page.reload()
     expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)  # the drawing is back
     expect(page.get_by_role("slider").first).to_have_value(picked)  # and the pen's width
