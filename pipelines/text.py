@@ -462,6 +462,15 @@ def suggest(lm, vocab: dict, text: str, k: int = 3) -> Suggestions:
     return Suggestions(completions, next_words, next_after, partial, unknown)
 
 
+def in_context(text: str, continuation: str) -> str:
+    """A continuation as it reads after the text: one that finishes the word being typed is shown with that
+    word ("…lait" + "her hitherto" reads "…laither hitherto", not "her hitherto", which looks like a new word)."""
+    partial = trailing_word(text)
+    if partial and continuation[:1].isalpha():
+        return "…" + partial + continuation
+    return continuation
+
+
 def generate(lm, vocab: dict, text: str, n_words: int = 10, temperature: float = 0.7, seed=None) -> str:
     """Sample a continuation of about `n_words` words at a temperature."""
     rng = np.random.default_rng(seed)

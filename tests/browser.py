@@ -66,8 +66,15 @@ class Tab:
         self.problems: list[str] = []
         self.page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}"))
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        self.page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}"))
+        self.page.on("requestfailed", self._failed)
         self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"{r.status}: {r.url}"))
+
+    def _failed(self, request) -> None:
+        # An image the page no longer shows (the person changed pages, or a rerun replaced it) is cancelled by the
+        # browser while it loads: nobody sees an error. One that cannot be had fails otherwise (a 404, recorded).
+        if "/media/" in request.url and request.failure == "net::ERR_ABORTED":
+            return
+        self.problems.append(f"failed: {request.url} {request.failure}")
 
     def shot(self, name: str) -> Path:
         """The whole page: Streamlit scrolls inside its main area, so the window is made as tall as the

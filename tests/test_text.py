@@ -187,6 +187,13 @@ def test_a_typed_word_is_not_its_own_completion_and_the_next_words_follow_it():
     assert [w for w, _ in s.next_words] == ["ab", "abc", "abd"]
 
 
+def test_a_continuation_that_finishes_a_word_is_shown_with_it():
+    assert T.in_context("café au lait", "her hitherto") == "…laither hitherto"
+    assert T.in_context("café au lait", " and so") == " and so"
+    assert T.in_context("the end.", "the next") == "the next"
+    assert T.in_context("", "the next") == "the next"
+
+
 def test_a_continuation_has_no_hard_line_breaks_but_keeps_paragraphs():
     # The books wrap lines at ~70 characters; a continuation shown in the page's box is not wrapped there.
     vocab = {"chars": ScriptLM.chars}

@@ -75,7 +75,7 @@ def writer() -> None:
     generated = st.session_state.get("generated")
     appended = generated and text in (generated.get("pending"), generated.get("appended"))
     if generated and (generated["for"] == text or appended):  # a continuation belongs to the text it was made for
-        st.text_area("Continuation", generated["text"], disabled=True)
+        st.text_area("Continuation", textlm.in_context(generated["for"], generated["text"]), disabled=True)
         # Once appended, the button stays where it was, greyed: the panel does not fold up under the finger,
         # so the second tap of a double tap lands on it and not on the Words slider that would move there.
         st.button("Appended to your text" if appended else "Append it to my text", disabled=bool(appended),
