@@ -622,10 +622,11 @@ def nice_autogroup(nice: int, pid: str = "self") -> None:
 
 
 def lower_priority() -> None:
-    """A training job yields to the app: nice level JOB_NICE (default 10) and JOB_THREADS
-    TensorFlow threads (default: all cores but one), so the server keeps a core."""
+    """A training job yields to the app: nice level JOB_NICE (default 19, the lowest: at 10 the job took CPU from
+    the pages when the machine was busy; it still has every idle cycle) and JOB_THREADS TensorFlow threads
+    (default: all cores but one), so the server keeps a core."""
     with suppress(OSError, ValueError):
-        nice = int(os.environ.get("JOB_NICE", "10"))
+        nice = int(os.environ.get("JOB_NICE", "19"))
         os.nice(nice)
         if os.getsid(0) == os.getpid():  # a job of its own session (the page's): never a terminal's whole session
             nice_autogroup(nice)
