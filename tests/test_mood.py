@@ -191,6 +191,15 @@ def test_a_very_large_phone_photo_is_read_smaller_not_refused():
     assert mood.decode_image(jpeg(np.zeros((480, 5000, 3), np.uint8))).shape == (480, 5000, 3)  # not large
 
 
+@pytest.mark.parametrize("height, width, scale", [(600, 512, 1), (4000, 6000, 2), (9000, 12_000, 4),
+                                                  (12_240, 16_320, 8)])  # 200 MP: over Pillow's bomb limit
+def test_how_much_smaller_a_jpeg_is_read_comes_from_its_header(height, width, scale):
+    data = bytearray(jpeg(np.zeros((8, 8, 3), np.uint8)))
+    sof = data.index(b"\xff\xc0")  # baseline frame header: length (2), precision (1), height (2), width (2)
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    assert mood.jpeg_scale(bytes(data)) == scale
+
+
 def test_the_command_line_says_why_a_photo_cannot_be_read(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
     with pytest.raises(SystemExit, match="Could not read .*broken.jpg: the file is damaged"):
