@@ -70,9 +70,10 @@ class Tab:
         self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"{r.status}: {r.url}"))
 
     def _failed(self, request) -> None:
-        # An image the page no longer shows (the person changed pages, or a rerun replaced it) is cancelled by the
-        # browser while it loads: nobody sees an error. One that cannot be had fails otherwise (a 404, recorded).
-        if "/media/" in request.url and request.failure == "net::ERR_ABORTED":
+        # Cancelled by the browser itself: an image the page no longer shows (the person changed pages, or a rerun
+        # replaced it), or a script still loading when the person reloads. Nobody sees an error; what cannot be had
+        # fails otherwise (a 404, or a refused or reset connection: recorded).
+        if request.failure == "net::ERR_ABORTED":
             return
         self.problems.append(f"failed: {request.url} {request.failure}")
 
