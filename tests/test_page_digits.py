@@ -92,5 +92,5 @@ def test_a_new_pen_width_makes_the_canvas_start_from_the_drawing(monkeypatch, re
     drawn.append(True)
     at.run()  # the person draws a 4
     assert at.metric[0].value == "4"
-    at.slider(key="pen-width-slider").set_value(30).run()
+    at.slider[0].set_value(30).run()  # the pen's slider
     assert not at.exception and given[-1] == drawing["raw"] and at.metric[0].value == "4"

@@ -18,6 +18,7 @@ st.session_state.setdefault("canvas_cleared", 0)
 # (strokes and image) and drawn again when they come back.
 KEY, KEPT, START, WIDTH, STALE = "canvas", "canvas-kept", "canvas-start", "canvas-width-last", "canvas-stale"
 PEN, PEN_WIDGET = "pen-width", "pen-width-slider"  # the stroke width picked (kept across pages), its slider
+PEN_SET = "pen-width-set"  # how many times the server has set the slider (its key's suffix, see set_pen)
 DRAWN_AT = "canvas-drawn-width"  # the width the canvas was last given
 TAB = "browser-tab"  # this browser tab's id: a reload (F5) starts a new session, the tab keeps its id
 st.session_state.setdefault(START, None)
@@ -44,8 +45,21 @@ def restore(tab: str) -> bool:
         return False
     st.session_state[KEPT] = saved["kept"]
     if saved["pen"] is not None:
-        st.session_state[PEN] = st.session_state[PEN_WIDGET] = saved["pen"]
+        st.session_state[PEN] = saved["pen"]
+        set_pen()
     return saved["kept"] is not None
+
+
+def pen_key() -> str:
+    return f"{PEN_WIDGET}-{st.session_state.get(PEN_SET, 0)}"
+
+
+def set_pen() -> None:
+    """The server sets the pen slider (its default for the canvas's size, the width from before a reload): a new
+    slider, under a new key, starts from the width. A report of the old slider's value still on its way, sent
+    before this run reached the browser, would otherwise count as the person's pick and overwrite it (seen after
+    a reload: the restored 20 became the 10 shown for a moment before it, and was kept as the tab's width)."""
+    st.session_state[PEN_SET] = st.session_state.get(PEN_SET, 0) + 1
 
 
 def sent(key: str) -> dict:
@@ -66,7 +80,7 @@ def keep_drawing(key: str) -> None:
 
 
 def pick_pen() -> None:
-    st.session_state[PEN] = st.session_state[PEN_WIDGET]
+    st.session_state[PEN] = st.session_state[pen_key()]
     remember()
     start_from_kept(st.session_state.get(DRAWN_AT))
 
@@ -136,11 +150,10 @@ def board() -> None:
         if restored:  # the drawing from before the reload, at this canvas's width
             start_from(st.session_state[KEPT], width)
         st.session_state[DRAWN_AT] = width
-        if st.session_state.get(PEN) is None:  # follows the canvas's size until the person picks a width
-            st.session_state[PEN_WIDGET] = max(6, round(18 * width / MAX_CANVAS))
-        elif PEN_WIDGET not in st.session_state:  # back on this page: the width they picked
-            st.session_state[PEN_WIDGET] = st.session_state[PEN]
-        stroke = st.slider("Stroke width", 6, 40, key=PEN_WIDGET, on_change=pick_pen)
+        pen = st.session_state.get(PEN)  # the width picked; until then it follows the canvas's size
+        if pen is None and st.session_state.get(pen_key()) != (pen := max(6, round(18 * width / MAX_CANVAS))):
+            set_pen()
+        stroke = st.slider("Stroke width", 6, 40, value=pen, key=pen_key(), on_change=pick_pen)
         key = KEY  # one key: the same canvas when its width changes or it is cleared, strokes stay
         if key not in st.session_state:  # mounted again: the person comes back from another page
             st.session_state[START] = st.session_state.get(KEPT)
