@@ -113,17 +113,26 @@ class Run:
             f.write(json.dumps(row, default=core._json_default) + "\n")
 
     def metrics(self) -> list[dict]:
-        rows = []
+        """The rows logged so far. The file only grows (rows are appended whole), so only what was added since
+        the last read is parsed: every polling section of the Training page reads it, and a 40-epoch run's
+        1.4 MB took 8 ms to parse whole, each time."""
+        path = self.dir / "metrics.jsonl"
         try:
-            lines = (self.dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+            stat = path.stat()
         except OSError:
-            return rows
-        for line in lines:
-            try:
-                rows.append(json.loads(line))
-            except ValueError:  # a row being written right now
-                pass
-        return rows
+            return []
+        inode, done, rows = _METRICS.get(str(path)) or (None, 0, ())
+        if inode != stat.st_ino or stat.st_size < done:  # replaced or cut: read it again
+            done, rows = 0, ()
+        if stat.st_size > done:
+            with suppress(OSError), open(path, "rb") as f:
+                f.seek(done)
+                chunk = f.read()
+                whole = chunk[:chunk.rfind(b"\n") + 1]  # a row being written right now is read next time
+                rows += tuple(_parse_rows(whole))
+                done += len(whole)
+                _METRICS.put(str(path), (stat.st_ino, done, rows))
+        return list(rows)
 
     def log_tail(self, n: int = 20) -> str:
         try:
@@ -180,6 +189,15 @@ def _alive(pid: int, start: int | None = None) -> bool:
     # A zombie (finished child not yet reaped by the app) counts as dead, and so does
     # another process that got the same pid later.
     return fields[0] != "Z" and (start is None or int(fields[19]) == start)
+
+
+_METRICS = core.Memo(64)  # metrics.jsonl path -> (inode, bytes read, rows): see Run.metrics
+
+
+def _parse_rows(data: bytes):
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        with suppress(ValueError):  # a damaged row: skipped, as before
+            yield json.loads(line)
 
 
 def list_runs(task: str | None = None) -> list[Run]:

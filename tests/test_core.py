@@ -81,6 +81,27 @@ def test_run_store_round_trip():
     assert run.stop_requested()
 
 
+def test_metrics_are_read_on_from_where_they_were_left():
+    """A row being written is read once it is whole; only new bytes are parsed; a replaced file is read again."""
+    run = runs.Run.create("digits", {})
+    path = run.dir / "metrics.jsonl"
+    run.append_metric({"kind": "epoch", "epoch": 0})
+    with path.open("a") as f:
+        f.write('{"kind": "batch", "ep')
+    assert run.metrics() == [{"kind": "epoch", "epoch": 0}]
+    with path.open("a") as f:
+        f.write('och": 1, "step": 2}\n')
+    run.append_metric({"kind": "epoch", "epoch": 1})
+    assert [r["kind"] for r in run.metrics()] == ["epoch", "batch", "epoch"]
+    rows = run.metrics()
+    rows.clear()  # a caller's copy: the next read is whole again
+    assert len(run.metrics()) == 3
+    core.atomic_write_text(path, '{"kind": "epoch", "epoch": 5}\n')  # replaced (a new inode)
+    assert run.metrics() == [{"kind": "epoch", "epoch": 5}]
+    path.unlink()
+    assert run.metrics() == []
+
+
 def test_running_records_failure_with_the_error():
     run = runs.Run.create("digits", {})
     with pytest.raises(ValueError):

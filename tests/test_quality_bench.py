@@ -69,7 +69,8 @@ def test_load_rows_put_the_browsers_cpu_beside_the_servers_and_read_older_result
     pages = {k: page(s, b) | {"opening_the_page": page(40, 400)}
              for k, s, b in (("digits", 30, 230), ("text", 50, 300), ("mood", 120, 200))}
     pages["training_idle_tab"] = {"server_cpu_ms_per_message": 70, "share_of_one_core": 0.007,
-                                  "net_server_cpu_ms_per_message": 5, "no_tab_share_of_one_core": 0.0065}
+                                  "net_server_cpu_ms_per_message": 5, "no_tab_share_of_one_core": 0.0065,
+                                  "tick_script_run": {"n": 6, "p50_ms": 4.2, "cpu": {"n": 6, "p50_ms": 3.4}}}
     timing = {"n": 4, "p50_ms": 100, "p95_ms": 200, "max_ms": 300}
     visitors = {"visitors": 20, "actions": {"digits": timing}, "errors": 0, "server_rss_peak_mb": 1000,
                 "server_cpu_ms_per_message": 23, "server_cpu_share_of_machine": 0.12,
@@ -86,6 +87,8 @@ def test_load_rows_put_the_browsers_cpu_beside_the_servers_and_read_older_result
     table = dict(rows)
     net = next(v for k, v in table.items() if k.startswith("the same, net of the server's own background"))
     assert net == "20 ms / 40 ms / 110 ms / 5 ms" and "(0.65% of a core" in next(k for k in table if k.startswith("the same"))
+    assert table["Training tick net of the server's background with no tab open"].startswith(
+        "5 ms (background with no tab: 0.65% of a core); the tick's own script run at the server: 3 ms of CPU (median of 6")
     browser_row = next(v for k, v in table.items() if k.startswith("CPU ms per action, one visitor"))
     assert browser_row == ("stroke 230 / 30, typing a phrase 300 / 50, photo 200 / 120; "
                            "opening digits 400 / 40, text 400 / 40, mood 400 / 40")
