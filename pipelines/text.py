@@ -433,6 +433,7 @@ class Suggestions:
     next_after: str  # the likeliest word here, the typed one if it is already a word ("then"), or ""
     partial: str  # the part of the current word already typed
     unknown: dict  # characters the model does not know: {character: what it reads instead, "" if nothing}
+    gap: str = ""  # put before a suggested word: " " after "yes," or "42", where the next word needs a space
 
 
 def likely_words(lm, ids: np.ndarray, prefix: str, k: int, words: Lexicon | None) -> list:
@@ -446,12 +447,34 @@ def likely_words(lm, ids: np.ndarray, prefix: str, k: int, words: Lexicon | None
     return found if found is not None else memo.put(key, beam_words(lm, ids, prefix, k, lexicon=words))
 
 
+OPENERS = "([{<\"'/-_@#$"  # a word follows these directly: "(the", "well-known"
+
+
+def needs_gap(text: str) -> bool:
+    """Does the next word need a space first? After "yes," "the end." "42" or an emoji, yes; after a space,
+    in a word, after "(" or "well-", no. A quote opens after a space and closes after anything else."""
+    last = text[-1:] if not trailing_word(text) else ""
+    if not last or last.isspace():
+        return False
+    if last in "\"'":
+        return not (len(text) == 1 or text[-2].isspace() or text[-2] in OPENERS)
+    return last not in OPENERS
+
+
 def suggest(lm, vocab: dict, text: str, k: int = 3) -> Suggestions:
     """Words that complete the one being typed, and the words after the likeliest. A typed word that is
-    already a word ("then") is not its own completion; when it is the likeliest, the next words follow it."""
+    already a word ("then") is not its own completion; when it is the likeliest, the next words follow it.
+    A word typed with characters the model does not know ("Straß", "东京") gets none: the model cannot spell
+    it, and a suggestion would replace it with another word. After "yes," the words are read, and put, after
+    a space (`gap`): they were letters glued to the comma ("Yes,e")."""
     ids, unknown = encode(text, vocab)
     clean = "".join(vocab["chars"][i] for i in ids)
     partial = trailing_word(clean)
+    if partial != trailing_word(normalize(text)):
+        return Suggestions([], [], "", partial, unknown)
+    gap = " " if needs_gap(normalize(text)) else ""
+    if gap and clean and not clean[-1].isspace():
+        ids, _ = encode(clean + gap, vocab)  # the model reads the space the person has not typed yet
     words = vocab.get("words")
     ranked = likely_words(lm, ids, partial, k + 1, words)
     completions = [(w, p) for w, p in ranked if w != partial][:k]
@@ -459,7 +482,7 @@ def suggest(lm, vocab: dict, text: str, k: int = 3) -> Suggestions:
     if next_after:
         more, _ = encode(next_after[len(partial):] + " ", vocab)
         next_words = likely_words(lm, np.concatenate([ids, more]), "", k, words)
-    return Suggestions(completions, next_words, next_after, partial, unknown)
+    return Suggestions(completions, next_words, next_after, partial, unknown, gap)
 
 
 def in_context(text: str, continuation: str) -> str:

@@ -432,6 +432,32 @@ def test_a_double_click_on_a_chip_adds_one_word(text_tab):
     expect(box).to_have_value(f"the free {word} x")
 
 
+def test_a_double_click_on_a_next_word_keeps_the_caret_in_the_box(text_tab):
+    """After the first click the rows empty until the next suggestions come: the second click landed on the page
+    below, the caret left the box and the next keys were lost (3 of 3 in a walk)."""
+    page = text_tab.page
+    box = text_box(text_tab)
+    page.keyboard.type("what is the ", delay=80)
+    chip = chips_for(text_tab, "what is the ").first
+    word = chip.get_attribute("data-word")
+    chip.dblclick()
+    expect(box).to_have_value(f"what is the {word} ")
+    page.keyboard.type("zzz", delay=80)
+    expect(box).to_have_value(f"what is the {word} zzz")
+
+
+def test_after_punctuation_the_next_word_goes_after_a_space(text_tab):
+    """"Yes," offered "e", "o", "ed" and a click wrote "Yes,e "."""
+    page = text_tab.page
+    box = text_box(text_tab)
+    page.keyboard.type("it was the end.", delay=80)
+    chip = chips_for(text_tab, "it was the end.").first
+    word = chip.get_attribute("data-word")
+    assert len(word) > 1 or word in ("a", "i")  # a word, not a letter glued to the full stop
+    chip.click()
+    expect(box).to_have_value(f"it was the end. {word} ")
+
+
 @pytest.mark.parametrize("typed, expected", [("The free Spi", "The free Spirit "), ("THE FREE SPI", "THE FREE SPIRIT ")])
 def test_a_chip_keeps_the_case_that_was_typed(text_tab, typed, expected):
     box = text_box(text_tab)
@@ -505,6 +531,10 @@ def test_a_long_paste_keeps_its_last_5000_characters_and_says_so(text_tab):
     text_tab.page.keyboard.insert_text(pasted)
     expect(text_tab.page.get_by_text("keeps the last 5,000")).to_be_visible(timeout=60_000)
     expect(box).to_have_value(pasted[-5000:])
+    expect(text_tab.page.get_by_text("(1,000 cut from the start)")).to_be_visible()
+    text_tab.page.keyboard.type("ab", delay=80)  # typed on at the limit: one more cut each (the note said "1 cut")
+    expect(box).to_have_value(pasted[-4998:] + "ab")
+    expect(text_tab.page.get_by_text("(1,002 cut from the start)")).to_be_visible(timeout=60_000)
     text_tab.shot("text-long-paste")
 
 

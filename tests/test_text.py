@@ -187,6 +187,34 @@ def test_a_typed_word_is_not_its_own_completion_and_the_next_words_follow_it():
     assert [w for w, _ in s.next_words] == ["ab", "abc", "abd"]
 
 
+class PunctuatedLM(TypedWordLM):
+    chars = [" ", ",", "a", "b", "c", "d"]
+
+
+def test_after_a_comma_or_a_number_the_next_word_comes_after_a_space():
+    lm = PunctuatedLM()
+    vocab = {"chars": lm.chars, "words": T.Lexicon(lm.words)}
+    s = T.suggest(lm, vocab, "ab,")
+    # It proposed letters glued to the comma ("Yes,e"), and a click wrote them so.
+    assert [w for w, _ in s.completions] == ["ab", "abc", "abd"] and s.gap == " " and s.partial == ""
+    assert [w for w, _ in s.next_words] == ["ab", "abc", "abd"]
+    assert [T.needs_gap(t) for t in ("yes,", "the end.", "x 42", "i said \U0001F600", '"yes."', "(", "well-",
+                                     'he said "', "", "the ", "the", "don'")] == [
+        True, True, True, True, True, False, False, False, False, False, False, False]
+    assert T.suggest(lm, vocab, "ab, ").gap == "" and T.suggest(lm, vocab, "ab").gap == ""
+
+
+def test_a_word_typed_with_characters_the_model_does_not_know_gets_no_suggestions():
+    # "the Straß" read as "the stra": a click on "strange" replaced the person's word.
+    lm = PunctuatedLM()
+    vocab = {"chars": lm.chars, "words": T.Lexicon(lm.words)}
+    for typed in ("abß", "ab ß", "ab 东京", "äb"):
+        s = T.suggest(lm, vocab, typed)
+        assert s.completions == s.next_words == [] and s.next_after == "", typed
+        assert s.unknown
+    assert T.suggest(lm, vocab, "ab ß ").next_words or T.suggest(lm, vocab, "ab ß ").completions  # a space: on again
+
+
 def test_a_continuation_that_finishes_a_word_is_shown_with_it():
     assert T.in_context("café au lait", "her hitherto") == "…laither hitherto"
     assert T.in_context("café au lait", " and so") == " and so"

@@ -57,7 +57,7 @@ def writer() -> None:
         state, text = {}, st.session_state.get(KEPT, "")
     s = textlm.suggest(lm, vocab, text)
     suggestions = {"for_text": text, "completions": s.completions, "next_words": s.next_words,
-                   "next_after": s.next_after}
+                   "next_after": s.next_after, "gap": s.gap}
     typeahead("typed", text, suggestions, MAX_CHARS, "Start typing, e.g. 'the free spirit'",
               st.session_state.get("set_text"), on_text_change=keep_text)
     if state.get("cut"):

@@ -57,7 +57,10 @@ function setup(root, api) {
   const replaceWord = (word, then) => {
     const value = ta.value;
     const partial = value.match(WORD_AT_END)[0];
-    let insert = matchCase(partial, word) + " ";
+    const s = state.data.suggestions || {};
+    // After "yes," or "42" the word goes after a space (the server read it there).
+    const gap = !partial && value === s.for_text ? s.gap || "" : "";
+    let insert = gap + matchCase(partial, word) + " ";
     if (then) {
       const caps = insert === insert.toUpperCase() && insert !== insert.toLowerCase() && partial.length > 1;
       insert += (caps ? then.toUpperCase() : then) + " ";
@@ -78,7 +81,6 @@ function setup(root, api) {
     s.className = "p";
     s.textContent = p < 0.005 ? "<1%" : `${Math.round(p * 100)}%`;
     b.append(s);
-    b.addEventListener("mousedown", (e) => e.preventDefault()); // keep the caret in the box
     b.addEventListener("click", (e) => {
       // A double click's second click lands on whatever chip sits there by then: the suggestions that came
       // back for the text the first click made ("and" -> "anderssein the "). One click, one word.
@@ -130,8 +132,8 @@ function setup(root, api) {
       const cut = ta.value.length - max;
       ta.value = ta.value.slice(cut); // keep the end: that is where the writing goes on
       ta.setSelectionRange(ta.value.length, ta.value.length);
-      state.cut = cut;
-      api.setStateValue("cut", cut);
+      state.cut += cut; // a paste, then each key typed at the limit: all that went, not the last one
+      api.setStateValue("cut", state.cut);
     } else if (state.cut && ta.value.length < max) {
       state.cut = 0; // the note about a cut paste goes once the text is edited down
       api.setStateValue("cut", 0);
@@ -149,7 +151,14 @@ function setup(root, api) {
     }
   });
   ta.addEventListener("scroll", () => (ghost.scrollTop = ta.scrollTop));
-  ta.addEventListener("blur", report);
+  ta.addEventListener("blur", () => {
+    report();
+    // The second click of a double click on a chip lands wherever the chips have moved to by then (the rows
+    // empty until the suggestions for the new text come): it must not take the caret out of the box.
+    if (performance.now() - state.lastChip < DOUBLE_CLICK_MS) setTimeout(() => ta.focus({ preventScroll: true }), 0);
+  });
+  // Nor a press on a row's label or the space between chips (the chips keep the caret the same way).
+  root.querySelectorAll(".row").forEach((row) => row.addEventListener("mousedown", (e) => e.preventDefault()));
   ["select", "click", "keyup"].forEach((ev) => ta.addEventListener(ev, render));
 
   return (data) => {
