@@ -132,6 +132,16 @@ def test_a_reload_keeps_the_task_and_a_link_names_it(isolated_dirs):
         text = page.get_by_test_id("stButtonGroup").first.get_by_role("radio", name="text", exact=True)
         expect(text).to_be_checked(timeout=60_000)
         expect(page.get_by_text("No text runs yet")).to_be_visible()
+        text.click()  # the task shown, tapped again: it stays picked (no task was highlighted)
+        wait_for_app(page)
+        expect(text).to_be_checked()
+        # Another page and back: the task stays, and the link of the other page does not carry it ("/digits?task=").
+        nav = page.get_by_test_id("stSidebarNav")
+        nav.get_by_role("link", name="Digits").click()
+        page.wait_for_url("**/digits", timeout=30_000)
+        nav.get_by_role("link", name="Training").click()
+        expect(text).to_be_checked(timeout=60_000)
+        page.wait_for_url("**/training?task=text", timeout=30_000)
         assert tab.problems == []
 
 

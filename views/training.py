@@ -13,24 +13,15 @@ import streamlit as st
 from pipelines import runs
 from views import train_compare, train_details, train_launch, train_live, train_registry, train_runs
 
-
-def pick_task() -> None:
-    st.session_state["training-task"] = st.session_state["task"] or st.session_state.get("training-task")
-
-
 st.title("🏋️ Training")
 st.caption("Jobs run in the background (`python -m pipelines.<task> train`) and write to runs/<task>/<run>/; "
            "closing or reloading this page does not stop them. A new model is only used once promoted.")
 
-# The task picked stays across pages (the widget's own state goes with the page) and in the link, so a reload or a
-# shared link opens the same task (a reload went back to digits while a text job ran).
-if "task" not in st.session_state:
-    asked = st.session_state.get("training-task") or st.query_params.get("task")
-    st.session_state["task"] = asked if asked in runs.TASKS else "digits"
-task = st.segmented_control("Task", runs.TASKS, key="task", on_change=pick_task) or \
-    st.session_state.get("training-task") or "digits"
-if st.query_params.get("task") != task:
-    st.query_params["task"] = task
+# The task is in the link, so a reload or a shared link opens it and Back goes back through the tasks picked; it
+# stays across pages; a tap on the task shown keeps it (it left no task highlighted). Streamlit's own binding:
+# the page's copy of the link went stale on Back, and a page change carried "?task=" to the next page.
+task = st.segmented_control("Task", runs.TASKS, key="task", default="digits", required=True,
+                            bind="query-params", persist_state="session")
 
 busy = runs.active_run(task) is not None
 every = train_live.BUSY_POLL_S * 2 if busy else None  # sections other than the live one poll only while a job runs
