@@ -644,6 +644,36 @@ def upload_a_face(tab, app_url, tmp_path) -> Path:
     return tmp_path / "face.jpg"
 
 
+def test_the_last_photo_and_its_reading_are_kept_while_visiting_another_page(app_url, open_tab, tmp_path):
+    """Upload, "lift my mood", Text, Back: the page was back on Webcam, with no photo and "match"."""
+    tab = open_tab(DESKTOP)
+    tab.url = app_url
+    page = tab.page
+    upload_a_face(tab, app_url, tmp_path)
+    expect(page.get_by_text("face.jpg: 1 face(s) found")).to_be_visible(timeout=60_000)
+    page.get_by_text("lift my mood", exact=True).click()
+    wait_for_app(page)
+    go_to(tab, "Text")
+    page.locator("textarea[aria-label='Your text']").wait_for(timeout=60_000)
+    page.go_back()  # the browser's Back, as a person does
+    expect(page.get_by_text("face.jpg: 1 face(s) found")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Your last photo, kept while you were on another page")).to_be_visible()
+    expect(page.get_by_role("radio", name="Upload")).to_be_checked()
+    expect(page.get_by_role("radio", name="lift my mood")).to_be_checked()
+    expect(songs_table(page)).to_be_visible()
+    tab.shot("mood-kept-after-leaving")
+    # A new photo replaces it, and taking that one away leaves none (the kept one does not come back).
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(tmp_path / "face.jpg")
+    expect(page.get_by_text("Your last photo, kept")).to_have_count(0, timeout=60_000)
+    wait_for_app(page)  # the run over: the last run's elements are gone (one caption, not its stale copy too)
+    expect(page.get_by_text("face.jpg: 1 face(s) found")).to_be_visible()
+    page.get_by_test_id("stFileChipDeleteBtn").first.click()
+    expect(page.get_by_text("Upload a photo with a face in it.")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("1 face(s) found")).to_have_count(0)
+    assert tab.problems == []
+    tab.context.close()
+
+
 def test_a_tall_or_tiny_photo_is_shown_at_a_size_for_a_phone(app_url, open_tab, tmp_path):
     """A 400x2000 photo was drawn at the column's width, 1,800 px down a phone; a 1x1 photo filled the column."""
     tab = open_tab(PHONE)

@@ -7,7 +7,8 @@ from pipelines import mood, songs
 from views.common import require_model, upload_limit_mb
 
 st.title("🙂 Mood")
-st.caption("Take a snapshot or upload a photo. Photos are processed in memory and never stored.")
+st.caption("Take a snapshot or upload a photo. Photos are processed in memory and never stored; the last one's "
+           "reading stays while this tab is open.")
 predict_fn, card = require_model("mood", mood.load)
 
 
@@ -18,7 +19,7 @@ def catalog_from(data: bytes | None, version: float):
 
 
 def songs_for(target: str) -> None:
-    mode = st.radio("I want to", ["match", "lift"], horizontal=True,
+    mode = st.radio("I want to", ["match", "lift"], horizontal=True, key="mood-mode", persist_state="session",
                     format_func={"match": "match my mood", "lift": "lift my mood"}.get)
     custom = st.file_uploader("Your own catalog (CSV with columns " + ", ".join(songs.COLUMNS) + ")", type=["csv"])
     catalog = None
@@ -42,39 +43,68 @@ def new_source() -> None:
     # side still sends its last photo: the page showed a result for a photo no longer there. New keys
     # make both start empty for real.
     st.session_state["mood-inputs"] = st.session_state.get("mood-inputs", 0) + 1
+    st.session_state.pop(KEPT, None)
+
+
+# The last photo's reading (the photo at its size on screen, the faces), shown again when the person comes back
+# from another page: Streamlit empties the photo boxes when the page is left, and the reading went with them.
+KEPT = "mood-kept"
+
+
+def photo_changed(key: str) -> None:
+    if st.session_state.get(key) is None:  # taken away by the person (the box's x, the camera's "Clear photo")
+        st.session_state.pop(KEPT, None)
+
+
+def read(photo, source: str):
+    """(reading with the photo sized for the screen, caption's name) of a new photo; None after a message."""
+    st.session_state.pop(KEPT, None)  # a photo that cannot be read does not bring an older one back later
+    if photo.size > limit * 2**20:
+        st.error(f"This file is {photo.size / 2**20:.0f} MB; the limit is {limit} MB.")
+        return None
+    try:
+        rgb = mood.decode_image(photo.getvalue())
+    except ValueError as exc:
+        st.error(f"Could not read this photo: {exc}")
+        return None
+    reading = mood.read_photo(predict_fn, rgb)
+    # The file's name: a larger file that the uploader refuses (it says why only on hover) leaves this result
+    # on screen, and the name says which photo it belongs to.
+    kept = {"id": photo.file_id, "source": source, "named": f"{photo.name}: " if source == "Upload" else "",
+            "reading": mood.Reading(mood.for_screen(reading.image), reading.faces)}
+    st.session_state[KEPT] = kept
+    return kept
 
 
 limit = upload_limit_mb()
 source = st.radio("Photo from", ["Webcam", "Upload"], horizontal=True, label_visibility="collapsed",
-                  on_change=new_source)
+                  key="mood-source", persist_state="session", on_change=new_source)
 n = st.session_state.get("mood-inputs", 0)
+key = f"mood-camera-{n}" if source == "Webcam" else f"mood-upload-{n}"
 if source == "Webcam":
-    photo = st.camera_input("Take a snapshot", key=f"mood-camera-{n}")
+    photo = st.camera_input("Take a snapshot", key=key, on_change=photo_changed, args=(key,))
 else:
     # Any type of file is taken, and one that is not a photo gets the page's message: a refused type only
     # turned red in the box, its reason in a tooltip that a phone cannot show, the last photo's reading left.
-    photo = st.file_uploader("Upload a photo (JPEG, PNG, WebP, BMP or GIF)", key=f"mood-upload-{n}")
+    photo = st.file_uploader("Upload a photo (JPEG, PNG, WebP, BMP or GIF)", key=key, on_change=photo_changed,
+                             args=(key,))
+kept = st.session_state.get(KEPT)
+if photo is not None and (kept is None or kept["id"] != photo.file_id):
+    kept = read(photo, source)
+if kept is None or kept["source"] != source:
+    if photo is None:
+        st.info("Take a snapshot with your face in it. No camera, or the browser may not use it? Choose Upload "
+                "above." if source == "Webcam" else "Upload a photo with a face in it.")
+    st.stop()
 if photo is None:
-    st.info("Take a snapshot with your face in it. No camera, or the browser may not use it? Choose Upload above."
-            if source == "Webcam" else "Upload a photo with a face in it.")
-    st.stop()
-if photo.size > limit * 2**20:
-    st.error(f"This file is {photo.size / 2**20:.0f} MB; the limit is {limit} MB.")
-    st.stop()
-try:
-    rgb = mood.decode_image(photo.getvalue())
-except ValueError as exc:
-    st.error(f"Could not read this photo: {exc}")
-    st.stop()
+    st.caption("Your last photo, kept while you were on another page: "
+               + ("take another" if source == "Webcam" else "upload another") + " to replace it.")
 
-reading = mood.read_photo(predict_fn, rgb)
+reading, named = kept["reading"], kept["named"]
 left, right = st.columns([3, 2])
-# The file's name: a larger file that the uploader refuses (it says why only on hover) leaves this result
-# on screen, and the name says which photo it belongs to.
-named = f"{photo.name}: " if source == "Upload" else ""
 # At its own size, capped by the column (see mood.for_screen); the caption apart, since under the photo it set the
 # photo's width (a 1x1 photo filled the caption's width).
-left.image(mood.for_screen(reading.image), width="content")
+left.image(reading.image, width="content")
 left.caption(f"{named}{len(reading.faces)} face(s) found")
 if not reading.faces:
     right.warning("No face found. " + ("Face the camera in good light." if source == "Webcam" else
