@@ -107,10 +107,10 @@ def chromium(video: Path | None = None):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
 
-        def open_tab(viewport=DESKTOP) -> Tab:
+        def open_tab(viewport=DESKTOP, color_scheme="light") -> Tab:
             is_phone = viewport["width"] < 600
             context = browser.new_context(viewport=viewport, is_mobile=is_phone, has_touch=is_phone,
-                                          device_scale_factor=1)
+                                          device_scale_factor=1, color_scheme=color_scheme)
             context.grant_permissions(["camera"])
             return Tab(context)
 

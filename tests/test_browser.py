@@ -325,6 +325,48 @@ def test_leaving_a_page_mid_work_breaks_nothing_and_keeps_the_work(app_url, open
     tab.context.close()
 
 
+def test_a_duplicated_tab_keeps_a_drawing_of_its_own(app_url, open_tab):
+    """A duplicated tab copies sessionStorage, the tab's id with it: both tabs' drawings were kept under one id,
+    and a reload of one showed what the other drew."""
+    tab = open_tab(DESKTOP)
+    page = tab.page
+    page.goto(f"{app_url}/digits")
+    page_ready(tab, "digits")
+    draw_a_one(tab)
+    with tab.context.expect_page() as opened:
+        page.evaluate("window.open(location.href)")  # what the browser's "Duplicate tab" does to sessionStorage
+    twin = opened.value
+    twin.get_by_test_id("stMetricValue").wait_for(timeout=60_000)  # a copy of the drawing, as duplicated
+    twin.wait_for_timeout(1500)  # the ids compared, the twin's new one reported
+    twin.get_by_role("button", name="Clear").click()
+    expect(twin.get_by_test_id("stMetricValue")).to_have_count(0, timeout=60_000)
+    twin.wait_for_timeout(1000)
+    page.reload()
+    expect(page.get_by_test_id("stMetricValue")).to_have_text("1", timeout=60_000)  # its own drawing, not the twin's
+    twin.reload()
+    twin.locator("canvas.upper-canvas").wait_for(timeout=60_000)
+    twin.wait_for_timeout(2000)
+    expect(twin.get_by_test_id("stMetricValue")).to_have_count(0)  # and the twin's empty one
+    assert tab.problems == []
+    tab.context.close()
+
+
+def test_the_ink_shows_on_a_dark_page(app_url, open_tab):
+    """The pen was black whatever the theme: on a phone in dark mode the strokes were all but invisible."""
+    tab = open_tab(DESKTOP, color_scheme="dark")
+    page = tab.page
+    page.goto(f"{app_url}/digits")
+    page_ready(tab, "digits")
+    draw_a_one(tab)
+    brightest = page.locator("canvas.upper-canvas").evaluate("""(upper) => Math.max(...[...upper.parentElement
+        .querySelectorAll('canvas')].map((c) => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height)
+        .data; let m = 0; for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 200) m = Math.max(m, d[i]); return m; }))""")
+    tab.shot("digits-dark")
+    assert brightest > 200
+    assert tab.problems == []
+    tab.context.close()
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_a_reload_keeps_the_drawing_and_the_pen(app_url, open_tab, size):
     """F5 on the Digits page lost the drawing (a reload starts a new session; the canvas keeps nothing in the

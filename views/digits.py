@@ -38,8 +38,10 @@ def remember() -> None:
 
 def restore(tab: str) -> bool:
     """Once per session, when the tab's id arrives: the tab's drawing and pen width from before a reload."""
-    first = st.session_state.get(TAB) is None
+    first, changed = st.session_state.get(TAB) is None, st.session_state.get(TAB) != tab
     st.session_state[TAB] = tab
+    if changed and not first:  # a duplicated tab took an id of its own: what it shows is kept under that one
+        remember()
     saved = drawings().get(tab) if first and not st.session_state.get(KEPT) else None
     if not saved:
         return False
@@ -134,6 +136,12 @@ def teach(image, top: int) -> None:
             st.info(f"This drawing is already saved as a {label} in `{folder}/`: nothing added.")
 
 
+def ink() -> str:
+    """The pen's colour for the page's theme: black ink on a dark page was all but invisible. The model reads
+    the ink from the canvas's alpha (it is transparent), so the colour is the person's alone."""
+    return "#f2f2f2" if st.context.theme.type == "dark" else "#000000"
+
+
 @st.fragment
 def board() -> None:
     """The canvas and its reading: a stroke reruns only this part."""
@@ -159,7 +167,7 @@ def board() -> None:
             st.session_state[START] = st.session_state.get(KEPT)
         start = st.session_state[START] or {}
         canvas = st_canvas(
-            stroke_width=stroke, stroke_color="#000000", background_color="", height=width // 2, width=width,
+            stroke_width=stroke, stroke_color=ink(), background_color="", height=width // 2, width=width,
             drawing_mode="freedraw", return_image_data=True, update_streamlit=True,
             initial_drawing=start.get("raw"), key=key, on_change=lambda: keep_drawing(key),
         )
