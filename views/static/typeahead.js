@@ -6,6 +6,14 @@ const DEBOUNCE_MS = 120;
 const DOUBLE_CLICK_MS = 400; // a second tap this soon after a chip is the same gesture (touch has no dblclick)
 const SAVED = "typeahead-text"; // sessionStorage: per browser tab
 
+// A next word (nothing of it typed yet) at the start of the text or of a sentence starts with a capital,
+// as a phone's keyboard writes it ("the end." + "the" -> "the end. The").
+function caseFor(value, partial, word) {
+  if (partial) return matchCase(partial, word);
+  const before = value.replace(/\s+$/u, "");
+  return !before || /[.!?]["')\]]*$/u.test(before) ? word.charAt(0).toUpperCase() + word.slice(1) : word;
+}
+
 function matchCase(typed, word) {
   const letters = typed.replace(/[^\p{L}]/gu, "");
   if (letters.length > 1 && letters === letters.toUpperCase() && letters !== letters.toLowerCase()) {
@@ -60,7 +68,7 @@ function setup(root, api) {
     const s = state.data.suggestions || {};
     // After "yes," or "42" the word goes after a space (the server read it there).
     const gap = !partial && value === s.for_text ? s.gap || "" : "";
-    let insert = gap + matchCase(partial, word) + " ";
+    let insert = gap + caseFor(value, partial, word) + " ";
     if (then) {
       const caps = insert === insert.toUpperCase() && insert !== insert.toLowerCase() && partial.length > 1;
       insert += (caps ? then.toUpperCase() : then) + " ";
@@ -86,9 +94,25 @@ function setup(root, api) {
       // back for the text the first click made ("and" -> "anderssein the "). One click, one word.
       if (e.detail > 1 || performance.now() - state.lastChip < DOUBLE_CLICK_MS) return;
       state.lastChip = performance.now();
+      hold();
       onClick();
     });
     return b;
+  };
+
+  // The rows keep their place and height for a double click's time: emptied until the next suggestions come,
+  // they folded away, and the second click landed on the page below them (the caret left the box, and a key
+  // typed at once went nowhere).
+  const hold = () => {
+    root.querySelectorAll(".row").forEach((row) => {
+      row.style.minHeight = `${row.offsetHeight}px`;
+      row.classList.add("held");
+    });
+    clearTimeout(state.holding);
+    state.holding = setTimeout(() => root.querySelectorAll(".row").forEach((row) => {
+      row.style.minHeight = "";
+      row.classList.remove("held");
+    }), DOUBLE_CLICK_MS);
   };
 
   const render = () => {
@@ -108,12 +132,12 @@ function setup(root, api) {
     state.best = completions.length ? completions[0][0] : null;
 
     completeLabel.textContent = partial ? `Complete “${partial}”` : "Next word";
-    completeRow.replaceChildren(...completions.map(([w, p]) => chip(matchCase(partial, w), p, () => replaceWord(w))));
-    nextLabel.textContent = next.length ? `Then (after “${matchCase(partial, after)}”)` : "";
+    completeRow.replaceChildren(...completions.map(([w, p]) => chip(caseFor(value, partial, w), p, () => replaceWord(w))));
+    nextLabel.textContent = next.length ? `Then (after “${caseFor(value, partial, after)}”)` : "";
     nextRow.replaceChildren(...next.map(([w, p]) => chip(w, p, () => replaceWord(after, w))));
     root.dataset.for = completions.length ? value : "";
 
-    const atEnd = ta.selectionStart === value.length && document.activeElement !== null;
+    const atEnd = ta.selectionStart === value.length && ta.getRootNode().activeElement === ta; // in a shadow root
     typed.textContent = value;
     // Grey text only for the word being typed: after a space it would always propose a next word, and Tab would
     // never leave the box (the chips still offer next words). Not in an empty box either (over the placeholder),
@@ -153,13 +177,14 @@ function setup(root, api) {
   ta.addEventListener("scroll", () => (ghost.scrollTop = ta.scrollTop));
   ta.addEventListener("blur", () => {
     report();
+    render(); // no grey text in a box that is not being typed in
     // The second click of a double click on a chip lands wherever the chips have moved to by then (the rows
     // empty until the suggestions for the new text come): it must not take the caret out of the box.
     if (performance.now() - state.lastChip < DOUBLE_CLICK_MS) setTimeout(() => ta.focus({ preventScroll: true }), 0);
   });
   // Nor a press on a row's label or the space between chips (the chips keep the caret the same way).
   root.querySelectorAll(".row").forEach((row) => row.addEventListener("mousedown", (e) => e.preventDefault()));
-  ["select", "click", "keyup"].forEach((ev) => ta.addEventListener(ev, render));
+  ["select", "click", "keyup", "focus"].forEach((ev) => ta.addEventListener(ev, render));
 
   return (data) => {
     state.data = data || {};
@@ -179,8 +204,9 @@ function setup(root, api) {
       if (window.__taLastInput === "key") {
         // Appended by keyboard: the button greys, and the focus would go to the top of the page. The writing
         // goes on here. (Not after a tap: on a phone it would open the keyboard over the page.)
-        ta.focus();
+        ta.focus({ preventScroll: true });
         ta.setSelectionRange(ta.value.length, ta.value.length);
+        ta.scrollIntoView({ block: "center" }); // focus alone left it under the page's sticky header
       }
     }
     render();
