@@ -710,6 +710,13 @@ def test_the_last_photo_and_its_reading_are_kept_while_visiting_another_page(app
     expect(page.get_by_role("radio", name="lift my mood")).to_be_checked()
     expect(songs_table(page)).to_be_visible()
     tab.shot("mood-kept-after-leaving")
+    page.get_by_role("button", name="Forget it").click()  # the box is empty: its x cannot take it away
+    expect(page.get_by_text("Upload a photo with a face in it.")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("1 face(s) found")).to_have_count(0)
+    go_to(tab, "Text")
+    page.locator("textarea[aria-label='Your text']").wait_for(timeout=60_000)
+    go_to(tab, "Mood")
+    expect(page.get_by_text("Upload a photo with a face in it.")).to_be_visible(timeout=60_000)  # forgotten for good
     # A new photo replaces it, and taking that one away leaves none (the kept one does not come back).
     page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(tmp_path / "face.jpg")
     expect(page.get_by_text("Your last photo, kept")).to_have_count(0, timeout=60_000)

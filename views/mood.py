@@ -8,7 +8,7 @@ from views.common import require_model, upload_limit_mb
 
 st.title("🙂 Mood")
 st.caption("Take a snapshot or upload a photo. Photos are processed in memory and never stored; the last one's "
-           "reading stays while this tab is open.")
+           "reading stays while you visit the other pages.")
 predict_fn, card = require_model("mood", mood.load)
 
 
@@ -97,8 +97,11 @@ if kept is None or kept["source"] != source:
                 "above." if source == "Webcam" else "Upload a photo with a face in it.")
     st.stop()
 if photo is None:
-    st.caption("Your last photo, kept while you were on another page: "
-               + ("take another" if source == "Webcam" else "upload another") + " to replace it.")
+    note, forget = st.columns([4, 1], vertical_alignment="center")
+    note.caption("Your last photo, kept while you were on another page: "
+                 + ("take another" if source == "Webcam" else "upload another") + " to replace it.")
+    # The box is empty by then, so its x cannot take this photo away.
+    forget.button("Forget it", key="mood-forget", on_click=st.session_state.pop, args=(KEPT, None))
 
 reading, named = kept["reading"], kept["named"]
 left, right = st.columns([3, 2])

@@ -17,8 +17,8 @@ st.title("🏋️ Training")
 st.caption("Jobs run in the background (`python -m pipelines.<task> train`) and write to runs/<task>/<run>/; "
            "closing or reloading this page does not stop them. A new model is only used once promoted.")
 
-# The task is in the link, so a reload or a shared link opens it and Back goes back through the tasks picked; it
-# stays across pages; a tap on the task shown keeps it (it left no task highlighted). Streamlit's own binding:
+# The task is in the link, so a reload or a shared link opens it (a pick replaces the link: Back leaves the page);
+# it stays across pages; a tap on the task shown keeps it (it left no task highlighted). Streamlit's own binding:
 # the page's copy of the link went stale on Back, and a page change carried "?task=" to the next page.
 task = st.segmented_control("Task", runs.TASKS, key="task", default="digits", required=True,
                             bind="query-params", persist_state="session")
