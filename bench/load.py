@@ -94,9 +94,11 @@ SHOWN = {
     "text": "() => window.__lt.shadow(`.ta[data-for=\"${window.__lt.prompt}\"]`)",
     # The reading and the photo with its boxes, loaded (a visitor who left before the photo arrived would make
     # the server drop it mid-request: a 404 that no person, who looks at the photo first, would cause).
-    "mood": "() => [...document.querySelectorAll('[data-testid=stCaptionContainer]')].some(e => "
-            "e.textContent.includes('face(s) found')) && [...document.querySelectorAll('[data-testid=stImage] img')]"
-            ".every(i => i.complete && i.naturalWidth > 0)",
+    # Back on the page, the last visit's reading is kept, with a note: the new photo's reading replaces both.
+    "mood": "() => { const caps = [...document.querySelectorAll('[data-testid=stCaptionContainer]')]"
+            ".map(e => e.textContent); return caps.some(t => t.includes('face(s) found')) && "
+            "!caps.some(t => t.includes('Your last photo, kept')) && "
+            "[...document.querySelectorAll('[data-testid=stImage] img')].every(i => i.complete && i.naturalWidth > 0); }",
 }
 
 
@@ -356,7 +358,9 @@ class Visitor:
     async def mood(self):
         page = self.page
         await self.go("mood")
-        await page.get_by_text("Upload", exact=True).click(timeout=ACTION_TIMEOUT_MS)
+        # The radio (the page keeps it on Upload after the first visit, where the boxes' own "Upload" buttons show)
+        await page.get_by_role("radiogroup", name="Photo from").get_by_text("Upload", exact=True).click(
+            timeout=ACTION_TIMEOUT_MS)
         uploader = page.get_by_test_id("stFileUploaderDropzoneInput").first
         await self.ready()
         await uploader.set_input_files(self.face, timeout=ACTION_TIMEOUT_MS)

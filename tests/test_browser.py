@@ -709,6 +709,7 @@ def test_the_last_photo_and_its_reading_are_kept_while_visiting_another_page(app
     expect(page.get_by_role("radio", name="Upload")).to_be_checked()
     expect(page.get_by_role("radio", name="lift my mood")).to_be_checked()
     expect(songs_table(page)).to_be_visible()
+    assert not page.evaluate(load.SHOWN["mood"])  # the load test waits for a new photo's reading, not this one
     tab.shot("mood-kept-after-leaving")
     page.get_by_role("button", name="Forget it").click()  # the box is empty: its x cannot take it away
     expect(page.get_by_text("Upload a photo with a face in it.")).to_be_visible(timeout=60_000)
