@@ -358,9 +358,12 @@ class Visitor:
     async def mood(self):
         page = self.page
         await self.go("mood")
-        # The radio (the page keeps it on Upload after the first visit, where the boxes' own "Upload" buttons show)
-        await page.get_by_role("radiogroup", name="Photo from").get_by_text("Upload", exact=True).click(
-            timeout=ACTION_TIMEOUT_MS)
+        # The radio, once: back on the page it is still on Upload, and a person does not pick it again (the boxes'
+        # own "Upload" buttons matched the text too, and a click on a radio left under the sticky header waited out
+        # its timeout).
+        if not await page.get_by_role("radio", name="Upload").is_checked(timeout=ACTION_TIMEOUT_MS):
+            await page.get_by_role("radiogroup", name="Photo from").get_by_text("Upload", exact=True).click(
+                timeout=ACTION_TIMEOUT_MS)
         uploader = page.get_by_test_id("stFileUploaderDropzoneInput").first
         await self.ready()
         await uploader.set_input_files(self.face, timeout=ACTION_TIMEOUT_MS)
