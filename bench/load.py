@@ -386,7 +386,11 @@ class Visitor:
                         if think_s:
                             await self.page.wait_for_timeout(1000 * think_s * rng.uniform(0.5, 1.5))
                     except Exception as exc:  # a timeout or a crash of the page: counted, the loop goes on
-                        self.errors.append(f"{action}: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+                        try:  # what the page showed then, with a screenshot (the Mood radio's timeouts: not known why)
+                            state = await self._state()
+                        except Exception as why:  # the page itself gone
+                            state = f"no state: {type(why).__name__}"
+                        self.errors.append(f"{action}: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} ({state})")
         finally:
             await self.close()
 
